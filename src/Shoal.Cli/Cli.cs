@@ -1,0 +1,44 @@
+using System.CommandLine;
+using Shoal.Journal;
+using Shoal.Tasks;
+
+namespace Shoal.Cli;
+
+/// <summary>Exit codes and error reporting shared by every verb: bad input prints one clear line and exits 2.</summary>
+internal static class Cli
+{
+    public const int Ok = 0;
+    public const int SomeFailed = 1;
+    public const int BadInput = 2;
+
+    public static async Task<int> InvokeAsync(RootCommand root, string[] args)
+    {
+        var parse = root.Parse(args);
+        if (parse.Errors.Count > 0)
+        {
+            foreach (var error in parse.Errors)
+            {
+                await Console.Error.WriteLineAsync($"shoal: {error.Message}").ConfigureAwait(false);
+            }
+
+            await Console.Error.WriteLineAsync("Try 'shoal --help'.").ConfigureAwait(false);
+            return BadInput;
+        }
+
+        try
+        {
+            return await parse.InvokeAsync().ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is TaskInputException or JournalException)
+        {
+            await Console.Error.WriteLineAsync($"shoal: error: {e.Message}").ConfigureAwait(false);
+            return BadInput;
+        }
+    }
+
+    public static int Fail(string message)
+    {
+        Console.Error.WriteLine($"shoal: error: {message}");
+        return BadInput;
+    }
+}

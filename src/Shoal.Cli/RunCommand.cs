@@ -1,0 +1,236 @@
+using System.CommandLine;
+using System.Runtime.InteropServices;
+using System.Security.Cryptography;
+using System.Text;
+using Shoal.Cluster;
+using Shoal.Execution;
+using Shoal.Journal;
+using Shoal.Running;
+using Shoal.Tasks;
+
+namespace Shoal.Cli;
+
+/// <summary><c>shoal run</c>: run a task file (or a sweep) on the local cores; resumes from the run's journal.</summary>
+internal static class RunCommand
+{
+    private static readonly Option<int?> Slots = new("--slots", "-j") { Description = "Tasks to run at once (default: the CPUs this process may use, or SLURM_CPUS_ON_NODE)" };
+    private static readonly Option<string?> Gpus = new("--gpus") { Description = "GPU ids to hand out, e.g. 0,1,2,3 (default: from CUDA_VISIBLE_DEVICES, SLURM_STEP_GPUS or SLURM_JOB_GPUS)" };
+    private static readonly Option<string> Shell = new("--shell") { Description = "Shell that runs each command as SHELL -c COMMAND", DefaultValueFactory = _ => "/bin/sh" };
+    private static readonly Option<string?> RunDir = new("--run-dir", "-r") { Description = "Where the journal and output go (default: TASKFILE.shoal beside the task file)" };
+    private static readonly Option<int> Retries = new("--retries") { Description = "Run a failed task up to N more times", DefaultValueFactory = _ => 0 };
+    private static readonly Option<string?> Timeout = new("--timeout") { Description = "Per-task time limit, e.g. 90s, 10m, 1h30m, 01:00:00 (TERM, then KILL after --grace)" };
+    private static readonly Option<string> Grace = new("--grace") { Description = "Time between TERM and KILL when a task times out or the run stops", DefaultValueFactory = _ => "3s" };
+    private static readonly Option<bool> RetryFailed = new("--retry-failed") { Description = "On resume, run again the tasks that failed before" };
+    private static readonly Option<string?> EachLine = new("--each-line") { Description = "One task per line of FILE: the command after -- with {} replaced by the line (shell-quoted)" };
+    private static readonly Option<string?> Range = new("--range") { Description = "One task per integer FROM-TO: the command after -- with {} replaced by the number" };
+    private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "No progress and no summary (errors still go to stderr)" };
+    private static readonly Option<string> Output = new("--output", "-o") { Description = "Final summary format: text or json", DefaultValueFactory = _ => "text" };
+    private static readonly Argument<string[]> Arguments = new("TASKFILE | -- COMMAND") { Description = "A task file ('-' for stdin), or with --each-line/--range the command template", Arity = ArgumentArity.ZeroOrMore };
+
+    public static Command Create()
+    {
+        var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
+        {
+            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Output, Arguments,
+        };
+        Output.AcceptOnlyFromAmong("text", "json");
+        command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
+        return command;
+    }
+
+    private static async Task<int> ExecuteAsync(ParseResult parse, CancellationToken cancellationToken)
+    {
+        var args = parse.GetValue(Arguments) ?? [];
+        var (tasks, defaultRunDir) = LoadTasks(parse, args);
+        var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
+
+        var slots = parse.GetValue(Slots) ?? LocalMachine.Slots(env);
+        if (slots < 1)
+        {
+            return Cli.Fail($"--slots {slots}: must be at least 1");
+        }
+
+        IReadOnlyList<string> gpus;
+        try
+        {
+            gpus = parse.GetValue(Gpus) is { } g ? LocalMachine.ParseGpuList(g) : LocalMachine.Gpus(env);
+        }
+        catch (FormatException e)
+        {
+            return Cli.Fail($"--gpus: {e.Message}");
+        }
+
+        var retries = parse.GetValue(Retries);
+        if (retries < 0)
+        {
+            return Cli.Fail($"--retries {retries}: must be 0 or more");
+        }
+
+        var options = new RunOptions
+        {
+            Retries = retries,
+            Timeout = parse.GetValue(Timeout) is { } t ? ParseDuration("--timeout", t) : null,
+            Grace = ParseDuration("--grace", parse.GetValue(Grace)!),
+            RetryFailed = parse.GetValue(RetryFailed),
+            ManageGpus = gpus.Count > 0,
+        };
+
+        var host = Environment.MachineName;
+        WorkerInfo[] workers = [new WorkerInfo(0, host, slots, gpus)];
+        if (RunLoop.FirstTooLarge(tasks, workers) is { } big)
+        {
+            var shape = tasks.Shape(big);
+            throw new TaskInputException($"{tasks.Origin}:{tasks.Lines[big]}: the task asks for {shape.Cpus} CPUs and {shape.Gpus} GPUs, but this machine offers {slots} slots and {gpus.Count} GPUs{(gpus.Count == 0 && shape.Gpus > 0 ? " (give them with --gpus or CUDA_VISIBLE_DEVICES)" : "")}");
+        }
+
+        using var runDir = new RunDirectory(parse.GetValue(RunDir) ?? defaultRunDir);
+        runDir.Acquire();
+        using var journal = RunJournal.Open(runDir.JournalPath, create: true);
+        CheckSameTasks(journal, tasks, runDir);
+        var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host, Environment.ProcessId, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
+        journal.AddWorker(session, 0, host, slots, string.Join(',', gpus), "w0-");
+        options = options with { Session = session };
+
+        var quiet = parse.GetValue(Quiet);
+        var json = parse.GetValue(Output) == "json";
+        using var writer = new JournalWriter(journal);
+        var launcherOptions = new ProcessLauncherOptions(
+            parse.GetValue(Shell)!,
+            runDir.LogDirectory(session),
+            slots,
+            [new("SHOAL_RUN_DIR", runDir.Path)],
+            "w0-",
+            SpawnerThreads());
+        var loop = new RunLoop(tasks, options, workers, journal, writer, onExit => new ProcessLauncher(launcherOptions, onExit), TimeProvider.System);
+
+        if (!quiet)
+        {
+            var before = loop.Progress.AlreadyDone + loop.Progress.AlreadyFailed;
+            await Console.Error.WriteLineAsync(
+                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({loop.Progress.AlreadyDone} done and {loop.Progress.AlreadyFailed} failed before)" : "")}; {slots} slots, {(gpus.Count == 0 ? "no GPUs" : $"GPUs {string.Join(',', gpus)}")} on {host}; run dir {runDir.Path}").ConfigureAwait(false);
+        }
+
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; loop.RequestStop(Native.SIGINT); });
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; loop.RequestStop(Native.SIGTERM); });
+
+        using var display = quiet ? null : ProgressDisplay.Start(loop.Progress);
+        var outcome = await loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
+        display?.Stop();
+        writer.Complete();
+        journal.EndSession(session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
+
+        if (json)
+        {
+            Summary.WriteJson(Console.Out, outcome, runDir.Path);
+        }
+        else if (!quiet)
+        {
+            Summary.WriteText(Console.Error, outcome, runDir.Path);
+        }
+
+        return outcome.ExitCode;
+    }
+
+    private static int SpawnerThreads() =>
+        int.TryParse(Environment.GetEnvironmentVariable("SHOAL_SPAWNERS"), out var n) && n > 0 ? n : Math.Clamp(Environment.ProcessorCount / 2, 1, 8);
+
+    private static TimeSpan ParseDuration(string option, string value) =>
+        Duration.TryParse(value, out var d) && d > TimeSpan.Zero ? d : throw new TaskInputException($"{option} '{value}' is not a positive duration (e.g. 90s, 10m, 1h30m, 01:30:00)");
+
+    private static (TaskList Tasks, string RunDir) LoadTasks(ParseResult parse, string[] args)
+    {
+        var eachLine = parse.GetValue(EachLine);
+        var range = parse.GetValue(Range);
+        if (eachLine is not null && range is not null)
+        {
+            throw new TaskInputException("--each-line and --range cannot be used together");
+        }
+
+        if (eachLine is not null || range is not null)
+        {
+            if (args.Length == 0)
+            {
+                throw new TaskInputException($"{(range is not null ? "--range" : "--each-line")} needs a command after --, e.g. shoal run --range 1-100 -- ./simulate {{}}");
+            }
+
+            var template = string.Join(' ', args);
+            if (range is not null)
+            {
+                var list = TaskSources.FromRange(range, template);
+                return (list, $"shoal-range-{ShortHash(range + "\n" + template)}.shoal");
+            }
+
+            var tasks = TaskSources.FromEachLine(ReadInput(eachLine!), eachLine == "-" ? "stdin" : eachLine!, template);
+            return (tasks, eachLine == "-" ? $"shoal-stdin-{ShortHash(tasks.Fingerprint(tasks.Count))}.shoal" : RunDirectory.DefaultFor(eachLine!));
+        }
+
+        if (args.Length != 1)
+        {
+            throw new TaskInputException(args.Length == 0
+                ? "no task file; usage: shoal run TASKFILE, or shoal run --range 1-100 -- CMD {}"
+                : $"expected one task file, got {args.Length} arguments ({string.Join(' ', args)}); use --each-line or --range for a command template");
+        }
+
+        var path = args[0];
+        var fileTasks = TaskSources.FromTaskFile(ReadInput(path), path == "-" ? "stdin" : path);
+        return (fileTasks, path == "-" ? $"shoal-stdin-{ShortHash(fileTasks.Fingerprint(fileTasks.Count))}.shoal" : RunDirectory.DefaultFor(path));
+    }
+
+    private static string ShortHash(string text) => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)))[..10];
+
+    private static byte[] ReadInput(string path)
+    {
+        try
+        {
+            if (path == "-")
+            {
+                using var stdin = Console.OpenStandardInput();
+                using var buffer = new MemoryStream();
+                stdin.CopyTo(buffer);
+                return buffer.ToArray();
+            }
+
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new TaskInputException($"cannot read {path}: {e.Message}", e);
+        }
+    }
+
+    /// <summary>Refuses a journal made for other tasks: results must never be attributed to the wrong command.
+    /// Tasks appended at the end of the file are accepted (the old ones keep their ids and fingerprint).</summary>
+    private static void CheckSameTasks(RunJournal journal, TaskList tasks, RunDirectory runDir)
+    {
+        var stored = journal.GetMeta("tasks.fingerprint");
+        var update = new Dictionary<string, string>
+        {
+            ["tasks.count"] = tasks.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["tasks.fingerprint"] = tasks.Fingerprint(tasks.Count),
+            ["tasks.origin"] = tasks.Origin,
+        };
+        if (stored is null)
+        {
+            update["created"] = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
+            journal.SetMeta(update);
+            return;
+        }
+
+        var oldCount = int.Parse(journal.GetMeta("tasks.count") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+        if (oldCount == tasks.Count && update["tasks.fingerprint"] == stored)
+        {
+            return;
+        }
+
+        if (oldCount < tasks.Count && tasks.Fingerprint(oldCount) == stored)
+        {
+            journal.SetMeta(update);
+            return;
+        }
+
+        throw new JournalException(
+            $"the tasks of {tasks.Origin} changed since the run in {runDir.Path} began ({oldCount} tasks then, {tasks.Count} now, and not only appended). " +
+            "Resuming would attribute results to the wrong commands. Restore the original file, start a new run with --run-dir NEWDIR, " +
+            $"or remove {runDir.Path} to start over.");
+    }
+}

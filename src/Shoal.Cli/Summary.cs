@@ -1,0 +1,81 @@
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Shoal.Running;
+using Shoal.Tasks;
+
+namespace Shoal.Cli;
+
+/// <summary>The end-of-run summary: plain text for people, JSON for scripts.</summary>
+internal static class Summary
+{
+    public static void WriteText(TextWriter output, RunOutcome o, string runDir)
+    {
+        var rate = o.Elapsed.TotalSeconds > 0 ? (o.Succeeded + o.Failed) / o.Elapsed.TotalSeconds : 0;
+        var before = o.AlreadyDone + o.AlreadyFailed > 0 ? $" ({o.AlreadyDone} succeeded and {o.AlreadyFailed} failed in earlier runs)" : "";
+        output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"shoal: {o.Total} tasks: {o.Succeeded} succeeded, {o.Failed} failed, {o.Interrupted} interrupted, {o.NotRun} not run{before}; {Duration.Format(o.Elapsed)}, {rate:0.0} tasks/s"));
+        if (o.StopSignal != 0)
+        {
+            output.WriteLine($"shoal: stopped by signal {o.StopSignal}; run the same command again to resume (finished tasks are not rerun)");
+        }
+
+        if (o.Failed + o.AlreadyFailed > 0)
+        {
+            if (o.FirstFailures.Count > 0)
+            {
+                var list = string.Join(", ", o.FirstFailures.Select(f => $"{f.TaskId} ({Describe(f.Status, f.TimedOut)})"));
+                output.WriteLine($"shoal: {o.Failed + o.AlreadyFailed} failed, first: {list}");
+            }
+
+            output.WriteLine($"shoal: list them: shoal list --state failed -r {runDir}    output: shoal cat ID --stderr -r {runDir}");
+            if (o.AlreadyFailed > 0)
+            {
+                output.WriteLine("shoal: tasks that failed in earlier runs are not rerun without --retry-failed");
+            }
+        }
+    }
+
+    public static string Describe(int status, bool timedOut) =>
+        timedOut ? "timed out" : status < 0 ? $"signal {-status}" : $"exit {status}";
+
+    public static void WriteJson(TextWriter output, RunOutcome o, string runDir)
+    {
+        var summary = new RunSummaryJson(
+            o.Total,
+            o.Succeeded,
+            o.Failed,
+            o.Interrupted,
+            o.NotRun,
+            o.AlreadyDone,
+            o.AlreadyFailed,
+            Math.Round(o.Elapsed.TotalSeconds, 3),
+            o.StopSignal,
+            o.ExitCode,
+            runDir,
+            [.. o.FirstFailures.Select(f => new FailureJson(f.TaskId, f.Status >= 0 && !f.TimedOut ? f.Status : null, f.Status < 0 ? -f.Status : null, f.TimedOut))]);
+        output.WriteLine(JsonSerializer.Serialize(summary, ShoalJson.Default.RunSummaryJson));
+    }
+}
+
+internal sealed record FailureJson(int Id, int? ExitCode, int? Signal, bool TimedOut);
+
+internal sealed record RunSummaryJson(
+    int Total,
+    int Succeeded,
+    int Failed,
+    int Interrupted,
+    int NotRun,
+    int SucceededBefore,
+    int FailedBefore,
+    double ElapsedSeconds,
+    int StopSignal,
+    int ExitCode,
+    string RunDir,
+    FailureJson[] FirstFailures);
+
+internal sealed record AttemptJson(int Id, int Attempt, string State, int? ExitCode, int? Signal, long Started, double DurationSeconds, string Host, string Command);
+
+[JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false)]
+[JsonSerializable(typeof(RunSummaryJson))]
+[JsonSerializable(typeof(AttemptJson[]))]
+internal sealed partial class ShoalJson : JsonSerializerContext;

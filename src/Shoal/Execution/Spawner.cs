@@ -1,0 +1,130 @@
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace Shoal.Execution;
+
+/// <summary>
+/// posix_spawn with what a task needs: its own process group (so a timeout or a stop can kill all it started),
+/// default signal dispositions and an empty mask (.NET ignores SIGPIPE; a child must not inherit that),
+/// stdin from /dev/null, stdout/stderr dup'ed from log descriptors. Not thread-safe: one per spawning thread.
+/// </summary>
+internal sealed unsafe class Spawner : IDisposable
+{
+    private static readonly byte[] DevNull = "/dev/null\0"u8.ToArray();
+    private readonly void* _attr;
+    private readonly void* _actions;
+    private bool _disposed;
+
+    public Spawner()
+    {
+        _attr = NativeMemory.AllocZeroed(Native.SpawnAttrSize);
+        _actions = NativeMemory.AllocZeroed(Native.FileActionsSize);
+        var set = NativeMemory.AllocZeroed(Native.SigSetSize);
+        try
+        {
+            Check(Native.SpawnAttrInit(_attr), "posix_spawnattr_init");
+            Check(Native.SpawnAttrSetFlags(_attr, Native.POSIX_SPAWN_SETPGROUP | Native.POSIX_SPAWN_SETSIGDEF | Native.POSIX_SPAWN_SETSIGMASK), "posix_spawnattr_setflags");
+            Check(Native.SpawnAttrSetPgroup(_attr, 0), "posix_spawnattr_setpgroup");
+            Check(Native.SigEmptySet(set), "sigemptyset");
+            Check(Native.SpawnAttrSetSigMask(_attr, set), "posix_spawnattr_setsigmask");
+            Check(Native.SigFillSet(set), "sigfillset");
+            Check(Native.SpawnAttrSetSigDefault(_attr, set), "posix_spawnattr_setsigdefault");
+        }
+        finally
+        {
+            NativeMemory.Free(set);
+        }
+    }
+
+    /// <summary>Starts a child. Each of <paramref name="argv"/>, <paramref name="envp"/> must end with a NUL byte.
+    /// Returns the pid; throws <see cref="IOException"/> with the errno text when the child cannot start.</summary>
+    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, int stdoutFd, int stderrFd)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var handles = new List<GCHandle>(argv.Count + envp.Count + 2);
+        var argvPtr = (byte**)NativeMemory.Alloc((nuint)(argv.Count + 1), (nuint)sizeof(byte*));
+        var envPtr = (byte**)NativeMemory.Alloc((nuint)(baseEnv.Count + envp.Count + 1), (nuint)sizeof(byte*));
+        try
+        {
+            for (var i = 0; i < argv.Count; i++)
+            {
+                argvPtr[i] = Pin(argv[i], handles);
+            }
+
+            argvPtr[argv.Count] = null;
+            baseEnv.CopyPointers(envPtr);
+            for (var i = 0; i < envp.Count; i++)
+            {
+                envPtr[baseEnv.Count + i] = Pin(envp[i], handles);
+            }
+
+            envPtr[baseEnv.Count + envp.Count] = null;
+            Check(Native.FileActionsInit(_actions), "posix_spawn_file_actions_init");
+            try
+            {
+                fixed (byte* devNull = DevNull)
+                fixed (byte* pathPtr = path)
+                {
+                    Check(Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0), "addopen");
+                    if (stdoutFd >= 0)
+                    {
+                        Check(Native.FileActionsAddDup2(_actions, stdoutFd, 1), "adddup2");
+                    }
+
+                    if (stderrFd >= 0)
+                    {
+                        Check(Native.FileActionsAddDup2(_actions, stderrFd, 2), "adddup2");
+                    }
+
+                    var rc = Native.PosixSpawn(out var pid, pathPtr, _actions, _attr, argvPtr, envPtr);
+                    if (rc != 0)
+                    {
+                        throw new IOException($"cannot start {Encoding.UTF8.GetString(path).TrimEnd('\0')}: {Marshal.GetPInvokeErrorMessage(rc)}");
+                    }
+
+                    ChildProcesses.Instance.Started();
+                    return pid;
+                }
+            }
+            finally
+            {
+                _ = Native.FileActionsDestroy(_actions);
+            }
+        }
+        finally
+        {
+            foreach (var h in handles)
+            {
+                h.Free();
+            }
+
+            NativeMemory.Free(argvPtr);
+            NativeMemory.Free(envPtr);
+        }
+    }
+
+    private static byte* Pin(byte[] bytes, List<GCHandle> handles)
+    {
+        var h = GCHandle.Alloc(bytes, GCHandleType.Pinned);
+        handles.Add(h);
+        return (byte*)h.AddrOfPinnedObject();
+    }
+
+    private static void Check(int rc, string what)
+    {
+        if (rc != 0)
+        {
+            throw new IOException($"{what} failed: {Marshal.GetPInvokeErrorMessage(rc)}");
+        }
+    }
+
+    public void Dispose()
+    {
+        if (!_disposed)
+        {
+            _disposed = true;
+            NativeMemory.Free(_attr);
+            NativeMemory.Free(_actions);
+        }
+    }
+}

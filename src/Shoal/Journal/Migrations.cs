@@ -1,0 +1,49 @@
+namespace Shoal.Journal;
+
+/// <summary>
+/// The journal's schema, as numbered migrations. <c>PRAGMA user_version</c> holds the number of the last one applied;
+/// each runs once, in a transaction, in order. Append new ones; never edit a released one.
+/// </summary>
+internal static class Migrations
+{
+    public static readonly string[] All =
+    [
+        // 1: the initial schema.
+        """
+        CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+        CREATE TABLE session(
+            id INTEGER PRIMARY KEY,
+            started INTEGER NOT NULL,
+            ended INTEGER,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            args TEXT NOT NULL,
+            outcome TEXT);
+        CREATE TABLE worker(
+            session INTEGER NOT NULL,
+            id INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            slots INTEGER NOT NULL,
+            gpus TEXT NOT NULL,
+            log_prefix TEXT NOT NULL,
+            PRIMARY KEY(session, id)) WITHOUT ROWID;
+        CREATE TABLE attempt(
+            task INTEGER NOT NULL,
+            attempt INTEGER NOT NULL,
+            state INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            started INTEGER NOT NULL,
+            duration INTEGER NOT NULL,
+            session INTEGER NOT NULL,
+            worker INTEGER NOT NULL,
+            lane INTEGER NOT NULL,
+            out_off INTEGER NOT NULL,
+            out_len INTEGER NOT NULL,
+            err_off INTEGER NOT NULL,
+            err_len INTEGER NOT NULL,
+            PRIMARY KEY(task, attempt)) WITHOUT ROWID;
+        """,
+    ];
+
+    public static int Latest => All.Length;
+}

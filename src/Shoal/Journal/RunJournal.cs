@@ -1,0 +1,262 @@
+using System.Globalization;
+using Microsoft.Data.Sqlite;
+
+namespace Shoal.Journal;
+
+/// <summary>
+/// The SQLite journal of a run directory (<c>journal.db</c>, WAL mode): what ran, how it ended, where its output is.
+/// Only this folder touches SQLite. Writers batch rows through <see cref="JournalWriter"/>; readers (status, cat)
+/// open it read-only and do not disturb the writer.
+/// </summary>
+public sealed class RunJournal : IDisposable
+{
+    public const string FileName = "journal.db";
+    private readonly SqliteConnection _connection;
+    private SqliteCommand? _upsert;
+
+    static RunJournal() => SQLitePCL.raw.SetProvider(new SQLitePCL.SQLite3Provider_sqlite3());
+
+    private RunJournal(SqliteConnection connection, string path)
+    {
+        _connection = connection;
+        Path = path;
+    }
+
+    public string Path { get; }
+
+    /// <summary>Opens (creating when <paramref name="create"/>) and migrates the journal; throws <see cref="JournalException"/>
+    /// for a corrupt file or one written by a newer Shoal. Never resets an existing journal.</summary>
+    public static RunJournal Open(string path, bool create, bool readOnly = false)
+    {
+        if (!create && !File.Exists(path))
+        {
+            throw new JournalException($"no journal at {path}");
+        }
+
+        var builder = new SqliteConnectionStringBuilder
+        {
+            DataSource = path,
+            Mode = readOnly ? SqliteOpenMode.ReadOnly : SqliteOpenMode.ReadWriteCreate,
+            Pooling = false,
+        };
+        var connection = new SqliteConnection(builder.ToString());
+        try
+        {
+            connection.Open();
+            var journal = new RunJournal(connection, path);
+            var version = Convert.ToInt32(journal.Scalar("PRAGMA user_version"), CultureInfo.InvariantCulture);
+            if (version > Migrations.Latest)
+            {
+                throw new JournalException($"{path} was written by a newer Shoal (journal schema {version}; this Shoal reads up to {Migrations.Latest}). Use that Shoal, or start a new run with --run-dir.");
+            }
+
+            if (!readOnly)
+            {
+                journal.Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+                journal.Migrate(version);
+            }
+            else if (version == 0)
+            {
+                throw new JournalException($"{path} is empty: no run has been recorded there");
+            }
+
+            // A cheap read of every table catches a truncated or overwritten file before we trust it.
+            journal.Scalar("SELECT count(*) FROM session");
+            return journal;
+        }
+        catch (SqliteException e)
+        {
+            connection.Dispose();
+            throw new JournalException($"{path} is not a usable Shoal journal ({e.Message.TrimEnd('.')}). It was left untouched; move it aside to start the run over, or restore it from a copy.", e);
+        }
+        catch
+        {
+            connection.Dispose();
+            throw;
+        }
+    }
+
+    private void Migrate(int from)
+    {
+        for (var v = from; v < Migrations.Latest; v++)
+        {
+            using var tx = _connection.BeginTransaction();
+            Execute(Migrations.All[v]);
+            Execute($"PRAGMA user_version = {v + 1}");
+            tx.Commit();
+        }
+    }
+
+    public string? GetMeta(string key)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT value FROM meta WHERE key = $k";
+        cmd.Parameters.AddWithValue("$k", key);
+        return cmd.ExecuteScalar() as string;
+    }
+
+    public void SetMeta(IReadOnlyDictionary<string, string> values)
+    {
+        using var tx = _connection.BeginTransaction();
+        foreach (var (k, v) in values)
+        {
+            using var cmd = _connection.CreateCommand();
+            cmd.CommandText = "INSERT OR REPLACE INTO meta(key, value) VALUES($k, $v)";
+            cmd.Parameters.AddWithValue("$k", k);
+            cmd.Parameters.AddWithValue("$v", v);
+            cmd.ExecuteNonQuery();
+        }
+
+        tx.Commit();
+    }
+
+    public int BeginSession(long startedUnixMs, string host, int pid, string args)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT INTO session(started, host, pid, args) VALUES($s, $h, $p, $a); SELECT last_insert_rowid();";
+        cmd.Parameters.AddWithValue("$s", startedUnixMs);
+        cmd.Parameters.AddWithValue("$h", host);
+        cmd.Parameters.AddWithValue("$p", pid);
+        cmd.Parameters.AddWithValue("$a", args);
+        return Convert.ToInt32(cmd.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    public void EndSession(int session, long endedUnixMs, string outcome)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "UPDATE session SET ended = $e, outcome = $o WHERE id = $id";
+        cmd.Parameters.AddWithValue("$e", endedUnixMs);
+        cmd.Parameters.AddWithValue("$o", outcome);
+        cmd.Parameters.AddWithValue("$id", session);
+        cmd.ExecuteNonQuery();
+    }
+
+    public void AddWorker(int session, int id, string host, int slots, string gpus, string logPrefix)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT OR REPLACE INTO worker(session, id, host, slots, gpus, log_prefix) VALUES($s, $i, $h, $n, $g, $p)";
+        cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$i", id);
+        cmd.Parameters.AddWithValue("$h", host);
+        cmd.Parameters.AddWithValue("$n", slots);
+        cmd.Parameters.AddWithValue("$g", gpus);
+        cmd.Parameters.AddWithValue("$p", logPrefix);
+        cmd.ExecuteNonQuery();
+    }
+
+    public (string Host, string LogPrefix)? Worker(int session, int id)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT host, log_prefix FROM worker WHERE session = $s AND id = $i";
+        cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$i", id);
+        using var r = cmd.ExecuteReader();
+        return r.Read() ? (r.GetString(0), r.GetString(1)) : null;
+    }
+
+    /// <summary>Attempts a killed run left as running become interrupted; returns how many.</summary>
+    public int MarkRunningInterrupted() =>
+        Execute($"UPDATE attempt SET state = {(int)AttemptState.Interrupted} WHERE state = {(int)AttemptState.Running}");
+
+    /// <summary>Calls <paramref name="visit"/> with the latest attempt of every task that has one.</summary>
+    public void ReadLatest(Action<int, int, AttemptState> visit)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT task, max(attempt), state FROM attempt GROUP BY task";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            visit(r.GetInt32(0), r.GetInt32(1), (AttemptState)r.GetInt32(2));
+        }
+    }
+
+    /// <summary>Every attempt of one task, oldest first.</summary>
+    public List<AttemptRecord> Attempts(int taskId) => Query("WHERE task = $t ORDER BY attempt", ("$t", taskId));
+
+    /// <summary>The latest attempt of every task, in id order, optionally only those in <paramref name="states"/>.</summary>
+    public List<AttemptRecord> LatestAttempts(IReadOnlyCollection<AttemptState>? states = null)
+    {
+        var filter = states is { Count: > 0 } ? $" AND a.state IN ({string.Join(',', states.Select(s => (int)s))})" : "";
+        return Query($"AS a WHERE a.attempt = (SELECT max(attempt) FROM attempt WHERE task = a.task){filter} ORDER BY a.task");
+    }
+
+    private List<AttemptRecord> Query(string where, params (string Name, object Value)[] parameters)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = $"SELECT task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len FROM attempt {where}";
+        foreach (var (name, value) in parameters)
+        {
+            cmd.Parameters.AddWithValue(name, value);
+        }
+
+        var list = new List<AttemptRecord>();
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            list.Add(new AttemptRecord(
+                r.GetInt32(0), r.GetInt32(1), (AttemptState)r.GetInt32(2), r.GetInt32(3), r.GetInt64(4), r.GetInt64(5),
+                r.GetInt32(6), r.GetInt32(7), r.GetInt32(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12)));
+        }
+
+        return list;
+    }
+
+    /// <summary>Writes a batch of rows in one transaction; a later row for the same (task, attempt) replaces the earlier.</summary>
+    public void Write(IReadOnlyList<AttemptRecord> rows)
+    {
+        using var tx = _connection.BeginTransaction();
+        if (_upsert is null)
+        {
+            _upsert = _connection.CreateCommand();
+            _upsert.CommandText = "INSERT OR REPLACE INTO attempt(task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)";
+            for (var i = 1; i <= 13; i++)
+            {
+                _upsert.Parameters.Add(new SqliteParameter("$" + i.ToString(CultureInfo.InvariantCulture), SqliteType.Integer));
+            }
+
+            _upsert.Prepare();
+        }
+
+        _upsert.Transaction = tx;
+        var p = _upsert.Parameters;
+        foreach (var row in rows)
+        {
+            p[0].Value = row.TaskId;
+            p[1].Value = row.Attempt;
+            p[2].Value = (int)row.State;
+            p[3].Value = row.Status;
+            p[4].Value = row.StartUnixMs;
+            p[5].Value = row.DurationMs;
+            p[6].Value = row.Session;
+            p[7].Value = row.Worker;
+            p[8].Value = row.Lane;
+            p[9].Value = row.OutOffset;
+            p[10].Value = row.OutLength;
+            p[11].Value = row.ErrOffset;
+            p[12].Value = row.ErrLength;
+            _upsert.ExecuteNonQuery();
+        }
+
+        tx.Commit();
+    }
+
+    private object? Scalar(string sql)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = sql;
+        return cmd.ExecuteScalar();
+    }
+
+    private int Execute(string sql)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = sql;
+        return cmd.ExecuteNonQuery();
+    }
+
+    public void Dispose()
+    {
+        _upsert?.Dispose();
+        _connection.Dispose();
+    }
+}

@@ -1,0 +1,331 @@
+using System.Threading.Channels;
+using Shoal.Execution;
+using Shoal.Journal;
+using Shoal.Scheduling;
+using Shoal.Tasks;
+
+namespace Shoal.Running;
+
+/// <summary>
+/// The one loop that owns a run's state. Process exits, timer ticks and stop requests arrive as events on a
+/// single-reader channel; the loop updates the books, records attempts in the journal, asks the
+/// <see cref="Scheduler"/> what to start and hands that to the <see cref="ITaskLauncher"/>. No locks inside.
+/// </summary>
+public sealed class RunLoop
+{
+    private const byte Pending = 0;
+    private const byte Queued = 1;
+    private const byte Active = 2;
+    private const byte Succeeded = 3;
+    private const byte Failed = 4;
+    private const byte DoneBefore = 5;
+    private const byte FailedBefore = 6;
+
+    private readonly TaskList _tasks;
+    private readonly RunOptions _options;
+    private readonly JournalWriter _journal;
+    private readonly TimeProvider _time;
+    private readonly Scheduler _scheduler;
+    private readonly Channel<LoopEvent> _events = Channel.CreateUnbounded<LoopEvent>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly byte[] _state;
+    private readonly int[] _attempt;
+    private readonly byte[] _failures;
+    private readonly Dictionary<int, RunningTask> _running = [];
+    private readonly PriorityQueue<(int Task, int Attempt), long> _deadlines = new();
+    private readonly List<Assignment> _decisions = [];
+    private readonly List<(int, int, bool)> _firstFailures = [];
+    private readonly ITaskLauncher _launcher;
+    private int _succeeded;
+    private int _failed;
+    private int _interrupted;
+    private int _stopSignal;
+    private long _stopKillAt = long.MaxValue;
+
+    public RunLoop(TaskList tasks, RunOptions options, IReadOnlyList<WorkerInfo> workers, RunJournal journal, JournalWriter writer, Func<Action<TaskExit>, ITaskLauncher> launcherFactory, TimeProvider time)
+    {
+        ArgumentNullException.ThrowIfNull(journal);
+        _tasks = tasks;
+        _options = options;
+        _journal = writer;
+        _time = time;
+        _scheduler = new Scheduler(tasks.Shapes);
+        foreach (var w in workers)
+        {
+            _scheduler.AddWorker(w.Id, w.Slots, w.Gpus);
+        }
+
+        _state = new byte[tasks.Count];
+        _attempt = new int[tasks.Count];
+        _failures = new byte[tasks.Count];
+        LoadJournal(journal);
+        Progress = new RunProgress(tasks.Count, _state.Count(s => s == DoneBefore), _state.Count(s => s == FailedBefore), time.GetTimestamp());
+        _launcher = launcherFactory(exit => _events.Writer.TryWrite(LoopEvent.Exited(exit)));
+    }
+
+    public RunProgress Progress { get; }
+
+    /// <summary>The first task (by id) whose shape no worker can ever hold, or null.</summary>
+    public static int? FirstTooLarge(TaskList tasks, IReadOnlyList<WorkerInfo> workers)
+    {
+        var scheduler = new Scheduler(tasks.Shapes);
+        foreach (var w in workers)
+        {
+            scheduler.AddWorker(w.Id, w.Slots, w.Gpus);
+        }
+
+        for (var i = 0; i < tasks.Count; i++)
+        {
+            if (!scheduler.CouldEverFit(tasks.Shape(i)))
+            {
+                return i;
+            }
+        }
+
+        return null;
+    }
+
+    private void LoadJournal(RunJournal journal)
+    {
+        journal.MarkRunningInterrupted();
+        journal.ReadLatest((taskId, attempt, state) =>
+        {
+            var index = _tasks.IndexOf(taskId);
+            if (index < 0)
+            {
+                return;
+            }
+
+            _attempt[index] = attempt;
+            _state[index] = state switch
+            {
+                AttemptState.Succeeded => DoneBefore,
+                AttemptState.Failed or AttemptState.TimedOut when !_options.RetryFailed => FailedBefore,
+                _ => Pending,
+            };
+        });
+    }
+
+    /// <summary>Asks the run to stop (SIGINT/SIGTERM): no new starts, running tasks get TERM, then KILL after the grace.</summary>
+    public void RequestStop(int signal) => _events.Writer.TryWrite(LoopEvent.Stop(signal));
+
+    public async Task<RunOutcome> RunAsync(CancellationToken cancellationToken = default)
+    {
+        var started = _time.GetTimestamp();
+        for (var i = 0; i < _tasks.Count; i++)
+        {
+            if (_state[i] == Pending)
+            {
+                _state[i] = Queued;
+                _scheduler.Enqueue(i, _tasks.ShapeIndex(i));
+            }
+        }
+
+        using var ticker = _time.CreateTimer(_ => _events.Writer.TryWrite(LoopEvent.Tick), null, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(100));
+        try
+        {
+            StartWhatFits();
+            var reader = _events.Reader;
+            while (!Finished)
+            {
+                await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false);
+                while (reader.TryRead(out var e))
+                {
+                    Handle(e);
+                }
+
+                if (_stopSignal == 0)
+                {
+                    StartWhatFits();
+                }
+
+                PublishProgress();
+            }
+        }
+        finally
+        {
+            _launcher.Dispose();
+        }
+
+        var notRun = _state.Count(s => s is Queued or Pending);
+        return new RunOutcome(
+            _tasks.Count,
+            Progress.AlreadyDone,
+            Progress.AlreadyFailed,
+            _succeeded,
+            _failed,
+            _interrupted,
+            notRun,
+            _time.GetElapsedTime(started),
+            _stopSignal,
+            _firstFailures);
+    }
+
+    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0);
+
+    private void PublishProgress() => Progress.Set(_succeeded, _failed, _running.Count, _interrupted);
+
+    private void Handle(LoopEvent e)
+    {
+        switch (e.Kind)
+        {
+            case LoopEventKind.Exited:
+                OnExit(e.Exit);
+                break;
+            case LoopEventKind.Tick:
+                OnTick();
+                break;
+            case LoopEventKind.Stop:
+                OnStop(e.Signal);
+                break;
+        }
+    }
+
+    private void StartWhatFits()
+    {
+        _decisions.Clear();
+        _scheduler.Schedule(_decisions);
+        var now = _time.GetTimestamp();
+        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var a in _decisions)
+        {
+            var task = a.Task;
+            var attempt = ++_attempt[task];
+            _state[task] = Active;
+            var timeout = _tasks.Shape(task).Timeout ?? _options.Timeout;
+            _running[task] = new RunningTask(attempt, a, now);
+            if (timeout is { } t)
+            {
+                _deadlines.Enqueue((task, attempt), now + (long)(t.TotalSeconds * _time.TimestampFrequency));
+            }
+
+            _journal.Record(new AttemptRecord(_tasks.Id(task), attempt, AttemptState.Running, 0, nowMs, 0, _options.Session, a.Worker, a.Lane, 0, 0, 0, 0));
+            _launcher.Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null, timeout));
+        }
+    }
+
+    private void OnExit(TaskExit exit)
+    {
+        var task = exit.Task;
+        if (!_running.Remove(task, out var run) || run.Attempt != exit.Attempt)
+        {
+            return; // a late report of an attempt already given up on
+        }
+
+        var a = _scheduler.Release(task);
+        var status = exit.Signal != 0 ? -exit.Signal : exit.ExitCode;
+        AttemptState state;
+        if (run.Interrupted)
+        {
+            state = AttemptState.Interrupted;
+        }
+        else if (run.TimedOut)
+        {
+            state = AttemptState.TimedOut;
+        }
+        else
+        {
+            state = status == 0 ? AttemptState.Succeeded : AttemptState.Failed;
+        }
+
+        _journal.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, state, status, exit.StartUnixMs, exit.DurationMs, _options.Session, a.Worker, exit.Lane, exit.OutOffset, exit.OutLength, exit.ErrOffset, exit.ErrLength));
+        switch (state)
+        {
+            case AttemptState.Succeeded:
+                _state[task] = Succeeded;
+                _succeeded++;
+                break;
+            case AttemptState.Interrupted:
+                _state[task] = Pending;
+                _interrupted++;
+                break;
+            default:
+                if (_failures[task] < _options.Retries && _stopSignal == 0)
+                {
+                    _failures[task]++;
+                    _state[task] = Queued;
+                    _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
+                }
+                else
+                {
+                    _state[task] = Failed;
+                    _failed++;
+                    if (_firstFailures.Count < 5)
+                    {
+                        _firstFailures.Add((_tasks.Id(task), status, state == AttemptState.TimedOut));
+                    }
+                }
+
+                break;
+        }
+    }
+
+    private void OnTick()
+    {
+        var now = _time.GetTimestamp();
+        while (_deadlines.TryPeek(out var entry, out var deadline) && deadline <= now)
+        {
+            _deadlines.Dequeue();
+            if (!_running.TryGetValue(entry.Task, out var run) || run.Attempt != entry.Attempt || run.Interrupted)
+            {
+                continue;
+            }
+
+            if (!run.TimedOut)
+            {
+                run.TimedOut = true;
+                _launcher.Signal(entry.Task, Native.SIGTERM);
+                _deadlines.Enqueue(entry, now + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency));
+            }
+            else
+            {
+                _launcher.Signal(entry.Task, Native.SIGKILL);
+            }
+        }
+
+        if (now >= _stopKillAt)
+        {
+            _stopKillAt = long.MaxValue;
+            KillAll(Native.SIGKILL);
+        }
+    }
+
+    private void OnStop(int signal)
+    {
+        if (_stopSignal != 0)
+        {
+            KillAll(Native.SIGKILL); // asked twice: do not wait for the grace period
+            return;
+        }
+
+        _stopSignal = signal;
+        _scheduler.ClearQueue();
+        foreach (var (task, run) in _running)
+        {
+            run.Interrupted = true;
+            _launcher.Signal(task, Native.SIGTERM);
+        }
+
+        _stopKillAt = _time.GetTimestamp() + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    private void KillAll(int signal)
+    {
+        foreach (var task in _running.Keys)
+        {
+            _launcher.Signal(task, signal);
+        }
+    }
+
+    private sealed class RunningTask(int attempt, Assignment assignment, long startTimestamp)
+    {
+        public int Attempt { get; } = attempt;
+
+        public Assignment Assignment { get; } = assignment;
+
+        public long StartTimestamp { get; } = startTimestamp;
+
+        public bool TimedOut { get; set; }
+
+        public bool Interrupted { get; set; }
+    }
+}

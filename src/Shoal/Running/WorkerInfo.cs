@@ -1,0 +1,4 @@
+namespace Shoal.Running;
+
+/// <summary>A place tasks run: a host with slots and GPUs. Local mode has one, id 0.</summary>
+public sealed record WorkerInfo(int Id, string Host, int Slots, IReadOnlyList<string> Gpus);

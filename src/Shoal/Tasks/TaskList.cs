@@ -1,0 +1,114 @@
+using System.Security.Cryptography;
+using System.Text;
+
+namespace Shoal.Tasks;
+
+/// <summary>
+/// The tasks of a run, kept compact so that a million of them fit in little memory: the commands stay
+/// as UTF-8 slices of the source (or are made from a template on demand), with a 1-based id and a
+/// shape index per task. A task is addressed by its index (0-based, dense) inside Shoal and shown by its id.
+/// </summary>
+public sealed class TaskList
+{
+    private readonly byte[] _source;
+    private readonly int[] _starts;
+    private readonly int[] _lengths;
+    private readonly int[] _ids;
+    private readonly byte[] _shapeIndex;
+    private readonly byte[]? _templatePrefix;
+    private readonly byte[]? _templateSuffix;
+
+    internal TaskList(string origin, byte[] source, int[] starts, int[] lengths, int[] ids, byte[] shapeIndex, IReadOnlyList<TaskShape> shapes, int[] lines, string? template = null)
+    {
+        Origin = origin;
+        _source = source;
+        _starts = starts;
+        _lengths = lengths;
+        _ids = ids;
+        _shapeIndex = shapeIndex;
+        Shapes = shapes;
+        Lines = lines;
+        if (template is not null)
+        {
+            var at = template.IndexOf("{}", StringComparison.Ordinal);
+            _templatePrefix = Encoding.UTF8.GetBytes(template[..at]);
+            _templateSuffix = Encoding.UTF8.GetBytes(template[(at + 2)..]);
+        }
+    }
+
+    /// <summary>Where the tasks came from, for messages: a path, "stdin", or "--range 1-10".</summary>
+    public string Origin { get; }
+
+    public int Count => _ids.Length;
+
+    public IReadOnlyList<TaskShape> Shapes { get; }
+
+    /// <summary>The source line of each task (for messages), same as the id for task files.</summary>
+    internal int[] Lines { get; }
+
+    public int Id(int index) => _ids[index];
+
+    public int ShapeIndex(int index) => _shapeIndex[index];
+
+    public TaskShape Shape(int index) => Shapes[_shapeIndex[index]];
+
+    /// <summary>Index of the task with this id, or -1. Ids increase with the index.</summary>
+    public int IndexOf(int id)
+    {
+        var i = Array.BinarySearch(_ids, id);
+        return i >= 0 ? i : -1;
+    }
+
+    public string Command(int index) => Encoding.UTF8.GetString(CommandBytes(index));
+
+    public byte[] CommandBytes(int index)
+    {
+        var slice = _source.AsSpan(_starts[index], _lengths[index]);
+        if (_templatePrefix is null)
+        {
+            return slice.ToArray();
+        }
+
+        var quoted = ShellQuote.Quote(slice);
+        var result = new byte[_templatePrefix.Length + quoted.Length + _templateSuffix!.Length];
+        _templatePrefix.CopyTo(result, 0);
+        quoted.CopyTo(result, _templatePrefix.Length);
+        _templateSuffix.CopyTo(result, _templatePrefix.Length + quoted.Length);
+        return result;
+    }
+
+    /// <summary>
+    /// A hash of the first <paramref name="count"/> tasks (id, shape, command). The journal keeps it so that
+    /// a changed task file is never matched against old results; tasks appended at the end keep the prefix.
+    /// </summary>
+    public string Fingerprint(int count)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        Span<byte> head = stackalloc byte[5];
+        var seen = new bool[Shapes.Count];
+        for (var i = 0; i < count; i++)
+        {
+            var shape = _shapeIndex[i];
+            if (!seen[shape])
+            {
+                seen[shape] = true;
+                hash.AppendData(Encoding.UTF8.GetBytes(Shapes[shape].ToString()));
+            }
+
+            System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(head, _ids[i]);
+            head[4] = shape;
+            hash.AppendData(head);
+            hash.AppendData(_source.AsSpan(_starts[i], _lengths[i]));
+            hash.AppendData("\n"u8);
+        }
+
+        if (_templatePrefix is not null)
+        {
+            hash.AppendData(_templatePrefix);
+            hash.AppendData("{}"u8);
+            hash.AppendData(_templateSuffix!);
+        }
+
+        return Convert.ToHexStringLower(hash.GetHashAndReset());
+    }
+}
