@@ -15,8 +15,7 @@ public sealed class TaskList
     private readonly int[] _lengths;
     private readonly int[] _ids;
     private readonly byte[] _shapeIndex;
-    private readonly byte[]? _templatePrefix;
-    private readonly byte[]? _templateSuffix;
+    private readonly byte[][]? _templateParts;
 
     internal TaskList(string origin, byte[] source, int[] starts, int[] lengths, int[] ids, byte[] shapeIndex, IReadOnlyList<TaskShape> shapes, int[] lines, string? template = null)
     {
@@ -30,9 +29,8 @@ public sealed class TaskList
         Lines = lines;
         if (template is not null)
         {
-            var at = template.IndexOf("{}", StringComparison.Ordinal);
-            _templatePrefix = Encoding.UTF8.GetBytes(template[..at]);
-            _templateSuffix = Encoding.UTF8.GetBytes(template[(at + 2)..]);
+            // Every {} is replaced; the parts between them are kept as they are.
+            _templateParts = [.. template.Split("{}").Select(Encoding.UTF8.GetBytes)];
         }
     }
 
@@ -64,16 +62,26 @@ public sealed class TaskList
     public byte[] CommandBytes(int index)
     {
         var slice = _source.AsSpan(_starts[index], _lengths[index]);
-        if (_templatePrefix is null)
+        if (_templateParts is null)
         {
             return slice.ToArray();
         }
 
         var quoted = ShellQuote.Quote(slice);
-        var result = new byte[_templatePrefix.Length + quoted.Length + _templateSuffix!.Length];
-        _templatePrefix.CopyTo(result, 0);
-        quoted.CopyTo(result, _templatePrefix.Length);
-        _templateSuffix.CopyTo(result, _templatePrefix.Length + quoted.Length);
+        var result = new byte[_templateParts.Sum(p => p.Length) + (quoted.Length * (_templateParts.Length - 1))];
+        var at = 0;
+        for (var i = 0; i < _templateParts.Length; i++)
+        {
+            if (i > 0)
+            {
+                quoted.CopyTo(result, at);
+                at += quoted.Length;
+            }
+
+            _templateParts[i].CopyTo(result, at);
+            at += _templateParts[i].Length;
+        }
+
         return result;
     }
 
@@ -102,11 +110,10 @@ public sealed class TaskList
             hash.AppendData("\n"u8);
         }
 
-        if (_templatePrefix is not null)
+        foreach (var part in _templateParts ?? [])
         {
-            hash.AppendData(_templatePrefix);
+            hash.AppendData(part);
             hash.AppendData("{}"u8);
-            hash.AppendData(_templateSuffix!);
         }
 
         return Convert.ToHexStringLower(hash.GetHashAndReset());

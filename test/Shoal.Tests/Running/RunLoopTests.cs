@@ -1,0 +1,203 @@
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Shoal.Execution;
+using Shoal.Journal;
+using Shoal.Running;
+using Shoal.Tasks;
+using Shoal.Tests.Support;
+
+namespace Shoal.Tests.Running;
+
+public sealed class RunLoopTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+    private readonly FakeTimeProvider _time = new();
+    private FakeLauncher? _launcher;
+
+    private FakeLauncher Launcher => _launcher ?? throw new InvalidOperationException("no loop yet");
+
+    private (RunLoop Loop, RunJournal Journal, JournalWriter Writer) Build(string taskFile, RunOptions? options = null, int slots = 2, string[]? gpus = null)
+    {
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes(taskFile), "t");
+        var journal = RunJournal.Open(_dir.File("journal.db"), create: true);
+        var writer = new JournalWriter(journal);
+        var loop = new RunLoop(tasks, options ?? new RunOptions(), [new WorkerInfo(0, "h", slots, gpus ?? [])], journal, writer, exit => _launcher = new FakeLauncher(exit), _time);
+        return (loop, journal, writer);
+    }
+
+    [Fact]
+    public async Task Run_StartsNextTaskWhenASlotFrees_NeverMoreThanSlots()
+    {
+        var (loop, journal, writer) = Build("a\nb\nc\nd\ne\n", slots: 2);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "two started");
+            for (var finished = 0; finished < 5; finished++)
+            {
+                await Eventually.True(() => Launcher.Running.Count > 0, "something running");
+                Launcher.Finish(Launcher.Running.First().Task);
+            }
+
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(5, outcome.Succeeded);
+            Assert.Equal(0, outcome.ExitCode);
+            Assert.Equal(2, Launcher.MaxConcurrent);
+            Assert.Equal(5, journal.LatestAttempts([AttemptState.Succeeded]).Count);
+        }
+    }
+
+    [Fact]
+    public async Task Run_FailedTaskWithRetries_IsRetriedAndEveryAttemptRecorded()
+    {
+        var (loop, journal, writer) = Build("a\n", new RunOptions { Retries = 2 });
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            for (var attempt = 1; attempt <= 3; attempt++)
+            {
+                await Eventually.True(() => Launcher.Launched.Count == attempt, $"attempt {attempt}");
+                Launcher.Finish(0, exitCode: 7);
+            }
+
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(1, outcome.Failed);
+            Assert.Equal(1, outcome.ExitCode);
+            Assert.Equal((1, 7, false), Assert.Single(outcome.FirstFailures));
+            var attempts = journal.Attempts(1);
+            Assert.Equal([1, 2, 3], attempts.Select(a => a.Attempt));
+            Assert.All(attempts, a => Assert.Equal(AttemptState.Failed, a.State));
+        }
+    }
+
+    [Fact]
+    public async Task Run_Timeout_SendsTermThenKillAfterGrace_RecordsTimedOut()
+    {
+        var (loop, journal, writer) = Build("#SHOAL timeout=10s\nsleep 100\n", new RunOptions { Grace = TimeSpan.FromSeconds(2) });
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "started");
+            Launcher.DieOnSignal = false;
+            _time.Advance(TimeSpan.FromSeconds(9));
+            Assert.Empty(Launcher.Signals);
+            _time.Advance(TimeSpan.FromSeconds(1.1));
+            await Eventually.True(() => Launcher.Signals.Count == 1, "TERM");
+            Assert.Equal((0, Native.SIGTERM), Launcher.Signals.Single());
+            _time.Advance(TimeSpan.FromSeconds(2.1));
+            await Eventually.True(() => Launcher.Signals.Count == 2, "KILL");
+            Assert.Equal((0, Native.SIGKILL), Launcher.Signals.Last());
+            Launcher.Finish(0, signal: Native.SIGKILL);
+
+            var outcome = await run;
+            writer.Complete();
+            Assert.True(Assert.Single(outcome.FirstFailures).TimedOut);
+            var a = Assert.Single(journal.Attempts(2));
+            Assert.Equal(AttemptState.TimedOut, a.State);
+            Assert.Equal(-Native.SIGKILL, a.Status);
+        }
+    }
+
+    [Fact]
+    public async Task Stop_TermsRunningTasks_RecordsThemInterrupted_StartsNothingMore()
+    {
+        var (loop, journal, writer) = Build("a\nb\nc\n", slots: 2);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "started");
+            Launcher.Finish(0);
+            await Eventually.True(() => Launcher.Launched.Count == 3, "third started");
+            loop.RequestStop(Native.SIGTERM);
+
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(143, outcome.ExitCode);
+            Assert.Equal(1, outcome.Succeeded);
+            Assert.Equal(2, outcome.Interrupted);
+            Assert.Equal(3, Launcher.Launched.Count);
+            Assert.All(Launcher.Signals, s => Assert.Equal(Native.SIGTERM, s.Signal));
+            Assert.Equal(2, journal.LatestAttempts([AttemptState.Interrupted]).Count);
+        }
+    }
+
+    [Fact]
+    public async Task Resume_SkipsSucceeded_RerunsInterruptedAndUnstarted_FailedOnlyWithRetryFailed()
+    {
+        const string file = "ok\nfails\nrunning\nnever\n";
+        var (loop, journal, writer) = Build(file, slots: 3);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 3, "started");
+            Launcher.Finish(0);
+            Launcher.Finish(1, exitCode: 1);
+            await Eventually.True(() => Launcher.Launched.Count == 4, "fourth started");
+            loop.RequestStop(Native.SIGINT);
+            Assert.Equal(130, (await run).ExitCode);
+            writer.Complete();
+        }
+
+        var (again, journal2, writer2) = Build(file, slots: 3);
+        using (journal2)
+        using (writer2)
+        {
+            Assert.Equal(1, again.Progress.AlreadyDone);
+            Assert.Equal(1, again.Progress.AlreadyFailed);
+            var run = again.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "reruns started");
+            Assert.Equal([2, 3], Launcher.Launched.Select(l => l.Task).Order());
+            Assert.All(Launcher.Launched, l => Assert.Equal(2, l.Attempt)); // both were interrupted in attempt 1
+            Launcher.Finish(2);
+            Launcher.Finish(3);
+            var outcome = await run;
+            writer2.Complete();
+            Assert.Equal(1, outcome.ExitCode); // the failure from before still counts
+            Assert.Equal(2, outcome.Succeeded);
+        }
+
+        var (retry, journal3, writer3) = Build(file, new RunOptions { RetryFailed = true }, slots: 3);
+        using (journal3)
+        using (writer3)
+        {
+            var run = retry.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "failed rerun");
+            var l = Launcher.Launched.Single();
+            Assert.Equal((1, 2), (l.Task, l.Attempt));
+            Launcher.Finish(1);
+            Assert.Equal(0, (await run).ExitCode);
+        }
+    }
+
+    [Fact]
+    public async Task Gpus_NeverSharedBetweenRunningTasks()
+    {
+        var (loop, journal, writer) = Build(string.Concat(Enumerable.Repeat("#SHOAL gpus=1\nx\n#SHOAL gpus=2\ny\n", 20)), new RunOptions { ManageGpus = true }, slots: 8, gpus: ["0", "1", "2"]);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            var finished = 0;
+            while (finished < 40)
+            {
+                await Eventually.True(() => Launcher.Running.Count > 0, "running");
+                var held = Launcher.Running.SelectMany(r => r.Gpus!).ToList();
+                Assert.Equal(held.Count, held.Distinct().Count());
+                Assert.True(held.Count <= 3);
+                Launcher.Finish(Launcher.Running.First().Task);
+                finished++;
+            }
+
+            Assert.Equal(40, (await run).Succeeded);
+        }
+    }
+
+    public void Dispose() => _dir.Dispose();
+}

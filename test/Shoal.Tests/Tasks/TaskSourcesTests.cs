@@ -1,0 +1,107 @@
+using System.Text;
+using Shoal.Tasks;
+
+namespace Shoal.Tests.Tasks;
+
+public class TaskSourcesTests
+{
+    private static TaskList Parse(string text) => TaskSources.FromTaskFile(Encoding.UTF8.GetBytes(text), "tasks.txt");
+
+    [Fact]
+    public void FromTaskFile_SkipsBlankAndCommentLines_IdsAreLineNumbers()
+    {
+        var tasks = Parse("echo a\n\n# comment\n   \necho b\r\n  echo c");
+
+        Assert.Equal(3, tasks.Count);
+        Assert.Equal([1, 5, 6], Enumerable.Range(0, 3).Select(tasks.Id));
+        Assert.Equal("echo b", tasks.Command(1));
+        Assert.Equal("  echo c", tasks.Command(2));
+    }
+
+    [Fact]
+    public void FromTaskFile_Directive_AppliesToNextCommandOnly()
+    {
+        var tasks = Parse("#SHOAL cpus=4 gpus=1 timeout=10m\npython train.py\necho small\n");
+
+        Assert.Equal(new TaskShape(4, 1, TimeSpan.FromMinutes(10)), tasks.Shape(0));
+        Assert.Equal(TaskShape.Default, tasks.Shape(1));
+        Assert.Equal(2, tasks.Id(0));
+    }
+
+    [Theory]
+    [InlineData("#SHOAL cpu=4\necho", "tasks.txt:1: unknown #SHOAL setting 'cpu'")]
+    [InlineData("echo\n#SHOAL cpus=0\necho", "tasks.txt:2: cpus=0 is not a whole number of at least 1")]
+    [InlineData("#SHOAL cpus=two\necho", "tasks.txt:1: cpus=two")]
+    [InlineData("#SHOAL timeout=soon\necho", "tasks.txt:1: timeout 'soon' is not a positive duration")]
+    [InlineData("#SHOAL cpus=2", "tasks.txt:1: #SHOAL directive is not followed by a command")]
+    [InlineData("#SHOAL cpus=2\n#SHOAL gpus=1\necho", "tasks.txt:1: #SHOAL directive is followed by another directive on line 2")]
+    [InlineData("#SHOAL\necho", "tasks.txt:1: #SHOAL without settings")]
+    [InlineData("#SHOAL cpus\necho", "tasks.txt:1: 'cpus' is not KEY=VALUE")]
+    [InlineData("echo ok\necho a\0b", "tasks.txt:2: the line contains a NUL byte")]
+    public void FromTaskFile_BadLine_NamesFileLineAndProblem(string text, string expected)
+    {
+        var e = Assert.Throws<TaskInputException>(() => Parse(text));
+        Assert.StartsWith(expected, e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void FromTaskFile_InvalidUtf8_IsAnError()
+    {
+        var bytes = "echo ok\necho "u8.ToArray().Concat(new byte[] { 0xff, 0xfe, (byte)'\n' }).ToArray();
+        var e = Assert.Throws<TaskInputException>(() => TaskSources.FromTaskFile(bytes, "t"));
+        Assert.Equal("t:2: the line is not valid UTF-8", e.Message);
+    }
+
+    [Fact]
+    public void FromTaskFile_CommentThatStartsWithShoalWord_IsAComment()
+    {
+        var tasks = Parse("#SHOALS are fish\necho");
+        Assert.Equal(1, tasks.Count);
+        Assert.Equal(TaskShape.Default, tasks.Shape(0));
+    }
+
+    [Fact]
+    public void FromRange_ReplacesPlaceholder_IdsFromOne()
+    {
+        var tasks = TaskSources.FromRange("5-7", "./sim --seed {} > out.{}");
+        Assert.Equal(3, tasks.Count);
+        Assert.Equal("./sim --seed 5 > out.5", tasks.Command(0));
+        Assert.Equal(3, tasks.Id(2));
+        Assert.Equal("./sim --seed 7 > out.7", tasks.Command(2));
+    }
+
+    [Theory]
+    [InlineData("10-1")]
+    [InlineData("abc")]
+    [InlineData("1-")]
+    public void FromRange_BadRange_IsAnError(string range) =>
+        Assert.Throws<TaskInputException>(() => TaskSources.FromRange(range, "echo {}"));
+
+    [Fact]
+    public void FromEachLine_QuotesTheArgumentForTheShell()
+    {
+        var tasks = TaskSources.FromEachLine(Encoding.UTF8.GetBytes("plain.txt\nit's a file\n\n$(rm -rf x)\n"), "args.txt", "convert {}");
+        Assert.Equal(3, tasks.Count);
+        Assert.Equal("convert plain.txt", tasks.Command(0));
+        Assert.Equal("convert 'it'\\''s a file'", tasks.Command(1));
+        Assert.Equal("convert '$(rm -rf x)'", tasks.Command(2));
+    }
+
+    [Fact]
+    public void Template_WithoutPlaceholder_IsAnError() =>
+        Assert.Throws<TaskInputException>(() => TaskSources.FromRange("1-3", "echo"));
+
+    [Fact]
+    public void Fingerprint_AppendedTasks_KeepPrefixFingerprint()
+    {
+        var before = Parse("echo a\necho b\n");
+        var appended = Parse("echo a\necho b\necho c\n");
+        var edited = Parse("echo a\necho B\necho c\n");
+        var resized = Parse("echo a\n#SHOAL cpus=2\necho b\n");
+
+        Assert.Equal(before.Fingerprint(2), appended.Fingerprint(2));
+        Assert.NotEqual(before.Fingerprint(2), edited.Fingerprint(2));
+        Assert.NotEqual(before.Fingerprint(2), appended.Fingerprint(3));
+        Assert.NotEqual(before.Fingerprint(2), resized.Fingerprint(2));
+    }
+}
