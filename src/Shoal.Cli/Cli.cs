@@ -27,7 +27,7 @@ internal static class Cli
 
         try
         {
-            return await parse.InvokeAsync().ConfigureAwait(false);
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TaskInputException or JournalException)
         {
@@ -35,6 +35,15 @@ internal static class Cli
             return BadInput;
         }
     }
+
+    /// <summary>An I/O error as a user reads it: "no such file" rather than an exception type.</summary>
+    public static string Describe(Exception e) => e switch
+    {
+        FileNotFoundException => "no such file",
+        DirectoryNotFoundException => "no such directory",
+        UnauthorizedAccessException => "permission denied",
+        _ => e.Message,
+    };
 
     public static int Fail(string message)
     {

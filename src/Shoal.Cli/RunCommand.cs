@@ -41,6 +41,13 @@ internal static class RunCommand
     private static async Task<int> ExecuteAsync(ParseResult parse, CancellationToken cancellationToken)
     {
         var args = parse.GetValue(Arguments) ?? [];
+        var unknown = parse.Tokens.TakeWhile(t => t.Type != System.CommandLine.Parsing.TokenType.DoubleDash)
+            .FirstOrDefault(t => t.Type == System.CommandLine.Parsing.TokenType.Argument && t.Value.Length > 1 && t.Value[0] == '-');
+        if (unknown is not null)
+        {
+            return Cli.Fail($"unknown option {unknown.Value} (a command template goes after --; see shoal run --help)");
+        }
+
         var (tasks, defaultRunDir) = LoadTasks(parse, args);
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
 
@@ -190,11 +197,16 @@ internal static class RunCommand
                 return buffer.ToArray();
             }
 
+            if (Directory.Exists(path))
+            {
+                throw new TaskInputException($"cannot read {path}: it is a directory, not a task file");
+            }
+
             return File.ReadAllBytes(path);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            throw new TaskInputException($"cannot read {path}: {e.Message}", e);
+            throw new TaskInputException($"cannot read {path}: {Cli.Describe(e)}", e);
         }
     }
 
