@@ -14,7 +14,19 @@ public sealed class RunJournal : IDisposable
     private readonly SqliteConnection _connection;
     private SqliteCommand? _upsert;
 
-    static RunJournal() => SQLitePCL.raw.SetProvider(new SQLitePCL.SQLite3Provider_sqlite3());
+    static RunJournal()
+    {
+        // The AOT binary links SQLite statically (DirectPInvoke); under the JIT (tests, dotnet run) "sqlite3" must be
+        // found as a shared library: take the runtime's libsqlite3.so.0, which needs no -dev package.
+        System.Runtime.InteropServices.NativeLibrary.SetDllImportResolver(typeof(SQLitePCL.SQLite3Provider_sqlite3).Assembly, (name, assembly, path) =>
+            name == "sqlite3" && System.Runtime.InteropServices.NativeLibrary.TryLoad("libsqlite3.so.0", out var handle) ? handle : IntPtr.Zero);
+        SQLitePCL.raw.SetProvider(new SQLitePCL.SQLite3Provider_sqlite3());
+    }
+
+    /// <summary>Makes sure SQLite is set up (runs the static constructor) for code that opens a connection itself.</summary>
+    public static void Initialize()
+    {
+    }
 
     private RunJournal(SqliteConnection connection, string path)
     {

@@ -70,6 +70,7 @@ public sealed class BadInputTests : IDisposable
     {
         _dir.Write("tasks.txt", "true\n");
         Assert.Equal(0, (await ShoalBinary.RunAsync(_dir.Path, "run", "tasks.txt")).ExitCode);
+        Shoal.Journal.RunJournal.Initialize();
         using (var c = new SqliteConnection($"Data Source={_dir.File("tasks.txt.shoal/journal.db")};Pooling=False"))
         {
             c.Open();

@@ -35,7 +35,7 @@ public sealed class RunJournalTests : IDisposable
     [Fact]
     public void Open_NewerSchema_IsRefusedWithAClearMessage()
     {
-        RunJournal.Open(JournalPath, create: true).Dispose();
+        RunJournal.Open(JournalPath, create: true).Dispose(); // also sets SQLite up for the connection below
         using (var c = new SqliteConnection($"Data Source={JournalPath};Pooling=False"))
         {
             c.Open();
