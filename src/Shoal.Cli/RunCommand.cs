@@ -49,6 +49,7 @@ internal static class RunCommand
         }
 
         var (tasks, defaultRunDir) = LoadTasks(parse, args);
+        Trace("tasks loaded");
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
 
         var slots = parse.GetValue(Slots) ?? LocalMachine.Slots(env);
@@ -94,6 +95,7 @@ internal static class RunCommand
         runDir.Acquire();
         using var journal = RunJournal.Open(runDir.JournalPath, create: true);
         CheckSameTasks(journal, tasks, runDir);
+        Trace("journal checked");
         var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host, Environment.ProcessId, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
         journal.AddWorker(session, 0, host, slots, string.Join(',', gpus), "w0-");
         options = options with { Session = session };
@@ -110,6 +112,9 @@ internal static class RunCommand
             SpawnerThreads());
         var loop = new RunLoop(tasks, options, workers, journal, writer, onExit => new ProcessLauncher(launcherOptions, onExit), TimeProvider.System);
 
+        // Parsing and fingerprinting a big task file leaves garbage; drop it before the long steady state.
+        GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        Trace("loop built");
         if (!quiet)
         {
             var before = loop.Progress.AlreadyDone + loop.Progress.AlreadyFailed;
@@ -135,7 +140,22 @@ internal static class RunCommand
             Summary.WriteText(Console.Error, outcome, runDir.Path);
         }
 
+        if (Environment.GetEnvironmentVariable("SHOAL_GC_STATS") is not null)
+        {
+            // For bench/: how the GC behaved, and this process's peak RSS (VmHWM).
+            var hwm = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("VmHWM:", StringComparison.Ordinal))?.Split(':')[1].Trim();
+            await Console.Error.WriteLineAsync($"shoal: gc gen0={GC.CollectionCount(0)} gen1={GC.CollectionCount(1)} gen2={GC.CollectionCount(2)} allocated={GC.GetTotalAllocatedBytes() >> 20} MiB, peak RSS {hwm}").ConfigureAwait(false);
+        }
+
         return outcome.ExitCode;
+    }
+
+    private static void Trace(string what)
+    {
+        if (Environment.GetEnvironmentVariable("SHOAL_GC_STATS") is not null)
+        {
+            Console.Error.WriteLine($"shoal: {what}: allocated {GC.GetTotalAllocatedBytes() >> 20} MiB, heap {GC.GetTotalMemory(false) >> 20} MiB");
+        }
     }
 
     private static int SpawnerThreads() =>

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
+using SQLitePCL;
 
 namespace Shoal.Journal;
 
@@ -12,7 +13,7 @@ public sealed class RunJournal : IDisposable
 {
     public const string FileName = "journal.db";
     private readonly SqliteConnection _connection;
-    private SqliteCommand? _upsert;
+    private sqlite3_stmt? _upsert;
 
     static RunJournal()
     {
@@ -213,43 +214,51 @@ public sealed class RunJournal : IDisposable
         return list;
     }
 
-    /// <summary>Writes a batch of rows in one transaction; a later row for the same (task, attempt) replaces the earlier.</summary>
+    /// <summary>Writes a batch of rows in one transaction; a later row for the same (task, attempt) replaces the earlier.
+    /// Binds through SQLitePCL directly: Microsoft.Data.Sqlite would box 13 parameters and build a reader per row.</summary>
     public void Write(IReadOnlyList<AttemptRecord> rows)
     {
         using var tx = _connection.BeginTransaction();
+        var db = _connection.Handle!;
         if (_upsert is null)
         {
-            _upsert = _connection.CreateCommand();
-            _upsert.CommandText = "INSERT OR REPLACE INTO attempt(task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len) VALUES($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)";
-            for (var i = 1; i <= 13; i++)
-            {
-                _upsert.Parameters.Add(new SqliteParameter("$" + i.ToString(CultureInfo.InvariantCulture), SqliteType.Integer));
-            }
-
-            _upsert.Prepare();
+            Check(raw.sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO attempt(task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", out var statement), db);
+            _upsert = statement;
         }
 
-        _upsert.Transaction = tx;
-        var p = _upsert.Parameters;
+        var st = _upsert;
         foreach (var row in rows)
         {
-            p[0].Value = row.TaskId;
-            p[1].Value = row.Attempt;
-            p[2].Value = (int)row.State;
-            p[3].Value = row.Status;
-            p[4].Value = row.StartUnixMs;
-            p[5].Value = row.DurationMs;
-            p[6].Value = row.Session;
-            p[7].Value = row.Worker;
-            p[8].Value = row.Lane;
-            p[9].Value = row.OutOffset;
-            p[10].Value = row.OutLength;
-            p[11].Value = row.ErrOffset;
-            p[12].Value = row.ErrLength;
-            _upsert.ExecuteNonQuery();
+            raw.sqlite3_bind_int64(st, 1, row.TaskId);
+            raw.sqlite3_bind_int64(st, 2, row.Attempt);
+            raw.sqlite3_bind_int64(st, 3, (int)row.State);
+            raw.sqlite3_bind_int64(st, 4, row.Status);
+            raw.sqlite3_bind_int64(st, 5, row.StartUnixMs);
+            raw.sqlite3_bind_int64(st, 6, row.DurationMs);
+            raw.sqlite3_bind_int64(st, 7, row.Session);
+            raw.sqlite3_bind_int64(st, 8, row.Worker);
+            raw.sqlite3_bind_int64(st, 9, row.Lane);
+            raw.sqlite3_bind_int64(st, 10, row.OutOffset);
+            raw.sqlite3_bind_int64(st, 11, row.OutLength);
+            raw.sqlite3_bind_int64(st, 12, row.ErrOffset);
+            raw.sqlite3_bind_int64(st, 13, row.ErrLength);
+            var rc = raw.sqlite3_step(st);
+            raw.sqlite3_reset(st);
+            if (rc != raw.SQLITE_DONE)
+            {
+                Check(rc, db);
+            }
         }
 
         tx.Commit();
+    }
+
+    private static void Check(int rc, sqlite3 db)
+    {
+        if (rc is not (raw.SQLITE_OK or raw.SQLITE_DONE or raw.SQLITE_ROW))
+        {
+            throw new SqliteException(raw.sqlite3_errmsg(db).utf8_to_string(), rc);
+        }
     }
 
     private object? Scalar(string sql)

@@ -73,9 +73,15 @@ public sealed class RunLoop
             scheduler.AddWorker(w.Id, w.Slots, w.Gpus);
         }
 
+        var fits = tasks.Shapes.Select(scheduler.CouldEverFit).ToArray();
+        if (fits.All(f => f))
+        {
+            return null;
+        }
+
         for (var i = 0; i < tasks.Count; i++)
         {
-            if (!scheduler.CouldEverFit(tasks.Shape(i)))
+            if (!fits[tasks.ShapeIndex(i)])
             {
                 return i;
             }
@@ -111,6 +117,20 @@ public sealed class RunLoop
     public async Task<RunOutcome> RunAsync(CancellationToken cancellationToken = default)
     {
         var started = _time.GetTimestamp();
+        var perShape = new int[_tasks.Shapes.Count];
+        for (var i = 0; i < _tasks.Count; i++)
+        {
+            if (_state[i] == Pending)
+            {
+                perShape[_tasks.ShapeIndex(i)]++;
+            }
+        }
+
+        for (var s = 0; s < perShape.Length; s++)
+        {
+            _scheduler.Reserve(s, perShape[s]);
+        }
+
         for (var i = 0; i < _tasks.Count; i++)
         {
             if (_state[i] == Pending)

@@ -11,19 +11,19 @@ namespace Shoal.Scheduling;
 public sealed class Scheduler
 {
     private readonly IReadOnlyList<TaskShape> _shapes;
-    private readonly Queue<(int Task, long Seq)>[] _queues;
+    private readonly Queue<(int Task, int Seq)>[] _queues;
     private readonly List<WorkerSlots> _workers = [];
     private readonly Dictionary<int, Assignment> _running = [];
-    private long _sequence;
+    private int _sequence;
     private int _cursor;
 
     public Scheduler(IReadOnlyList<TaskShape> shapes)
     {
         _shapes = shapes;
-        _queues = new Queue<(int, long)>[shapes.Count];
+        _queues = new Queue<(int, int)>[shapes.Count];
         for (var i = 0; i < _queues.Length; i++)
         {
-            _queues[i] = new Queue<(int, long)>();
+            _queues[i] = new Queue<(int, int)>();
         }
     }
 
@@ -60,6 +60,9 @@ public sealed class Scheduler
 
     /// <summary>True when some worker is large enough for the shape, busy or not.</summary>
     public bool CouldEverFit(TaskShape shape) => _workers.Any(w => w.CouldEverFit(shape.Cpus, shape.Gpus));
+
+    /// <summary>Sizes the queue of a shape for <paramref name="count"/> tasks at once (a million must not grow by doubling).</summary>
+    public void Reserve(int shapeIndex, int count) => _queues[shapeIndex].EnsureCapacity(count);
 
     public void Enqueue(int task, int shapeIndex)
     {
@@ -101,7 +104,7 @@ public sealed class Scheduler
         {
             var best = -1;
             WorkerSlots? where = null;
-            long bestSeq = long.MaxValue;
+            var bestSeq = int.MaxValue;
             for (var s = 0; s < _queues.Length; s++)
             {
                 if (_queues[s].Count == 0 || !_queues[s].TryPeek(out var head) || head.Seq >= bestSeq)

@@ -91,7 +91,27 @@ public sealed class TaskList
     /// </summary>
     public string Fingerprint(int count)
     {
+        // Fed through our own buffer: many small AppendData calls would each cost an interop call and garbage.
         using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var buffer = new byte[1 << 16];
+        var used = 0;
+        void Add(ReadOnlySpan<byte> data)
+        {
+            if (used + data.Length > buffer.Length)
+            {
+                hash.AppendData(buffer, 0, used);
+                used = 0;
+                if (data.Length > buffer.Length)
+                {
+                    hash.AppendData(data);
+                    return;
+                }
+            }
+
+            data.CopyTo(buffer.AsSpan(used));
+            used += data.Length;
+        }
+
         Span<byte> head = stackalloc byte[5];
         var seen = new bool[Shapes.Count];
         for (var i = 0; i < count; i++)
@@ -100,22 +120,23 @@ public sealed class TaskList
             if (!seen[shape])
             {
                 seen[shape] = true;
-                hash.AppendData(Encoding.UTF8.GetBytes(Shapes[shape].ToString()));
+                Add(Encoding.UTF8.GetBytes(Shapes[shape].ToString()));
             }
 
             System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(head, _ids[i]);
             head[4] = shape;
-            hash.AppendData(head);
-            hash.AppendData(_source.AsSpan(_starts[i], _lengths[i]));
-            hash.AppendData("\n"u8);
+            Add(head);
+            Add(_source.AsSpan(_starts[i], _lengths[i]));
+            Add("\n"u8);
         }
 
         foreach (var part in _templateParts ?? [])
         {
-            hash.AppendData(part);
-            hash.AppendData("{}"u8);
+            Add(part);
+            Add("{}"u8);
         }
 
+        hash.AppendData(buffer, 0, used);
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 }

@@ -17,10 +17,12 @@ public static class TaskSources
 
     public static TaskList FromTaskFile(byte[] content, string origin)
     {
-        var starts = new List<int>();
-        var lengths = new List<int>();
-        var ids = new List<int>();
-        var shapeIndex = new List<byte>();
+        // Sized from the line count up front: a million-line file must not grow lists by doubling.
+        var lines = content.AsSpan().Count((byte)'\n') + 1;
+        var starts = new List<int>(lines);
+        var lengths = new List<int>(lines);
+        var ids = new List<int>(lines);
+        var shapeIndex = new List<byte>(lines);
         var shapes = new List<TaskShape> { TaskShape.Default };
         TaskShape? pending = null;
         var pendingLine = 0;
