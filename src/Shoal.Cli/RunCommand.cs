@@ -125,6 +125,7 @@ internal static class RunCommand
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; loop.RequestStop(Native.SIGINT); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; loop.RequestStop(Native.SIGTERM); });
 
+        using var governor = new AllocationGovernor();
         using var display = quiet ? null : ProgressDisplay.Start(loop.Progress);
         var outcome = await loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
         display?.Stop();
