@@ -5,4 +5,5 @@ var root = new RootCommand("Shoal: run many short tasks on the cores and GPUs yo
 root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(CatCommand.Create());
 root.Subcommands.Add(ListCommand.Create());
+root.Subcommands.Add(WorkerCommand.Create());
 return await Cli.InvokeAsync(root, args).ConfigureAwait(false);

@@ -24,6 +24,7 @@ internal static class RunCommand
     private static readonly Option<string?> EachLine = new("--each-line") { Description = "One task per line of FILE: the command after -- with {} replaced by the line (shell-quoted)" };
     private static readonly Option<string?> Range = new("--range") { Description = "One task per integer FROM-TO: the command after -- with {} replaced by the number" };
     private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "No progress and no summary (errors still go to stderr)" };
+    private static readonly Option<bool> Local = new("--local") { Description = "Use only this machine even inside a SLURM allocation" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Final summary format: text or json", DefaultValueFactory = _ => "text" };
     private static readonly Argument<string[]> Arguments = new("TASKFILE | -- COMMAND") { Description = "A task file ('-' for stdin), or with --each-line/--range the command template", Arity = ArgumentArity.ZeroOrMore };
 
@@ -31,7 +32,7 @@ internal static class RunCommand
     {
         var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
         {
-            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Output, Arguments,
+            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, Output, Arguments,
         };
         Output.AcceptOnlyFromAmong("text", "json");
         command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
@@ -68,6 +69,16 @@ internal static class RunCommand
             return Cli.Fail($"--gpus: {e.Message}");
         }
 
+        SlurmAllocation? allocation;
+        try
+        {
+            allocation = parse.GetValue(Local) ? null : SlurmAllocation.FromEnvironment(env);
+        }
+        catch (FormatException e)
+        {
+            return Cli.Fail($"{e.Message} (use --local to ignore SLURM)");
+        }
+
         var retries = parse.GetValue(Retries);
         if (retries < 0)
         {
@@ -84,11 +95,16 @@ internal static class RunCommand
         };
 
         var host = Environment.MachineName;
-        WorkerInfo[] workers = [new WorkerInfo(0, host, slots, gpus)];
+        WorkerInfo[] workers = allocation is null
+            ? [new WorkerInfo(0, host, slots, gpus)]
+            : [.. allocation.Nodes.Select((n, i) => new WorkerInfo(i, n, allocation.CpusPerNode[i], [.. Enumerable.Range(0, allocation.GpusPerNode).Select(g => g.ToString(System.Globalization.CultureInfo.InvariantCulture))]))];
         if (RunLoop.FirstTooLarge(tasks, workers) is { } big)
         {
             var shape = tasks.Shape(big);
-            throw new TaskInputException($"{tasks.Origin}:{tasks.Lines[big]}: the task asks for {shape.Cpus} CPUs and {shape.Gpus} GPUs, but this machine offers {slots} slots and {gpus.Count} GPUs{(gpus.Count == 0 && shape.Gpus > 0 ? " (give them with --gpus or CUDA_VISIBLE_DEVICES)" : "")}");
+            var offer = allocation is null
+                ? $"this machine offers {slots} slots and {gpus.Count} GPUs{(gpus.Count == 0 && shape.Gpus > 0 ? " (give them with --gpus or CUDA_VISIBLE_DEVICES)" : "")}"
+                : $"the largest node of the allocation has {allocation.CpusPerNode.Max()} CPUs and {allocation.GpusPerNode} GPUs";
+            throw new TaskInputException($"{tasks.Origin}:{tasks.Lines[big]}: the task asks for {shape.Cpus} CPUs and {shape.Gpus} GPUs, but {offer}");
         }
 
         using var runDir = new RunDirectory(parse.GetValue(RunDir) ?? defaultRunDir);
@@ -97,8 +113,12 @@ internal static class RunCommand
         CheckSameTasks(journal, tasks, runDir);
         Trace("journal checked");
         var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host, Environment.ProcessId, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
-        journal.AddWorker(session, 0, host, slots, string.Join(',', gpus), "w0-");
-        options = options with { Session = session };
+        if (allocation is null)
+        {
+            journal.AddWorker(session, 0, host, slots, string.Join(',', gpus), "w0-");
+        }
+
+        options = options with { Session = session, ManageGpus = allocation is null ? gpus.Count > 0 : allocation.GpusPerNode > 0 };
 
         var quiet = parse.GetValue(Quiet);
         var json = parse.GetValue(Output) == "json";
@@ -110,7 +130,13 @@ internal static class RunCommand
             [new("SHOAL_RUN_DIR", runDir.Path)],
             "w0-",
             SpawnerThreads());
-        var loop = new RunLoop(tasks, options, workers, journal, writer, onExit => new ProcessLauncher(launcherOptions, onExit), TimeProvider.System);
+        var loop = new RunLoop(tasks, options, journal, writer, TimeProvider.System);
+        await using var cluster = allocation is null ? null : new SlurmLeader(allocation, loop, writer, runDir, session, parse.GetValue(Shell)!, quiet);
+        if (cluster is null)
+        {
+            loop.AddWorker(workers[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+            loop.ExpectNoMoreWorkers();
+        }
 
         // Parsing and fingerprinting a big task file leaves garbage; drop it before the long steady state.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
@@ -118,9 +144,14 @@ internal static class RunCommand
         if (!quiet)
         {
             var before = loop.Progress.AlreadyDone + loop.Progress.AlreadyFailed;
+            var where = allocation is null
+                ? $"{slots} slots, {(gpus.Count == 0 ? "no GPUs" : $"GPUs {string.Join(',', gpus)}")} on {host}"
+                : allocation.Describe();
             await Console.Error.WriteLineAsync(
-                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({loop.Progress.AlreadyDone} done and {loop.Progress.AlreadyFailed} failed before)" : "")}; {slots} slots, {(gpus.Count == 0 ? "no GPUs" : $"GPUs {string.Join(',', gpus)}")} on {host}; run dir {runDir.Path}").ConfigureAwait(false);
+                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({loop.Progress.AlreadyDone} done and {loop.Progress.AlreadyFailed} failed before)" : "")}; {where}; run dir {runDir.Path}").ConfigureAwait(false);
         }
+
+        cluster?.Start();
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; loop.RequestStop(Native.SIGINT); });
         using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; loop.RequestStop(Native.SIGTERM); });
@@ -129,6 +160,15 @@ internal static class RunCommand
         using var display = quiet ? null : ProgressDisplay.Start(loop.Progress);
         var outcome = await loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
         display?.Stop();
+        if (cluster is not null)
+        {
+            await cluster.FinishAsync().ConfigureAwait(false);
+            if (loop.RanOutOfWorkers && !quiet)
+            {
+                await Console.Error.WriteLineAsync("shoal: every worker was lost before the run ended; run the same command again (in a new allocation) to finish it").ConfigureAwait(false);
+            }
+        }
+
         writer.Complete();
         journal.EndSession(session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
 

@@ -18,6 +18,7 @@ public sealed class JournalWriter : IDisposable
     private Dictionary<(int, int), AttemptRecord> _pending = [];
     private Dictionary<(int, int), AttemptRecord> _spare = [];
     private readonly List<AttemptRecord> _batch = [];
+    private List<Action<RunJournal>> _actions = [];
     private bool _stopping;
     private Exception? _failure;
     private long _written;
@@ -34,6 +35,16 @@ public sealed class JournalWriter : IDisposable
 
     /// <summary>The error that stopped the writer (disk full, read-only filesystem), if any.</summary>
     public Exception? Failure => Volatile.Read(ref _failure);
+
+    /// <summary>Runs <paramref name="action"/> on the writer's thread before the next batch (the connection is not thread-safe).</summary>
+    public void Enqueue(Action<RunJournal> action)
+    {
+        lock (_lock)
+        {
+            _actions.Add(action);
+            Monitor.PulseAll(_lock);
+        }
+    }
 
     public void Record(in AttemptRecord row)
     {
@@ -52,10 +63,11 @@ public sealed class JournalWriter : IDisposable
         while (true)
         {
             Dictionary<(int, int), AttemptRecord> work;
+            List<Action<RunJournal>> actions;
             bool stop;
             lock (_lock)
             {
-                if (!_stopping && _pending.Count < EagerBatch)
+                if (!_stopping && _pending.Count < EagerBatch && _actions.Count == 0)
                 {
                     Monitor.Wait(_lock, FlushInterval);
                 }
@@ -64,6 +76,20 @@ public sealed class JournalWriter : IDisposable
                 work = _pending;
                 _pending = _spare;
                 _spare = work;
+                actions = _actions;
+                _actions = [];
+            }
+
+            foreach (var action in actions)
+            {
+                try
+                {
+                    action(_journal);
+                }
+                catch (Exception e) when (e is Microsoft.Data.Sqlite.SqliteException or IOException)
+                {
+                    Volatile.Write(ref _failure, e);
+                }
             }
 
             if (work.Count > 0 && _failure is null)

@@ -34,14 +34,16 @@ public sealed class RunLoop
     private readonly PriorityQueue<(int Task, int Attempt), long> _deadlines = new();
     private readonly List<Assignment> _decisions = [];
     private readonly List<(int, int, bool)> _firstFailures = [];
-    private readonly ITaskLauncher _launcher;
+    private readonly Dictionary<int, ITaskLauncher> _launchers = [];
+    private bool _expectingWorkers = true;
     private int _succeeded;
     private int _failed;
     private int _interrupted;
     private int _stopSignal;
     private long _stopKillAt = long.MaxValue;
 
-    public RunLoop(TaskList tasks, RunOptions options, IReadOnlyList<WorkerInfo> workers, RunJournal journal, JournalWriter writer, Func<Action<TaskExit>, ITaskLauncher> launcherFactory, TimeProvider time)
+    /// <summary>Reads the journal (to skip what finished before); workers join through <see cref="AddWorker"/>.</summary>
+    public RunLoop(TaskList tasks, RunOptions options, RunJournal journal, JournalWriter writer, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(journal);
         _tasks = tasks;
@@ -49,18 +51,25 @@ public sealed class RunLoop
         _journal = writer;
         _time = time;
         _scheduler = new Scheduler(tasks.Shapes);
-        foreach (var w in workers)
-        {
-            _scheduler.AddWorker(w.Id, w.Slots, w.Gpus);
-        }
-
         _state = new byte[tasks.Count];
         _attempt = new int[tasks.Count];
         _failures = new byte[tasks.Count];
         LoadJournal(journal);
         Progress = new RunProgress(tasks.Count, _state.Count(s => s == DoneBefore), _state.Count(s => s == FailedBefore), time.GetTimestamp());
-        _launcher = launcherFactory(exit => _events.Writer.TryWrite(LoopEvent.Exited(exit)));
+        ExitSink = exit => _events.Writer.TryWrite(LoopEvent.Exited(exit));
     }
+
+    /// <summary>Where launchers report ended attempts (any thread).</summary>
+    public Action<TaskExit> ExitSink { get; }
+
+    /// <summary>A worker joins (any thread): its slots and GPUs become schedulable, started tasks go to its launcher.</summary>
+    public void AddWorker(WorkerInfo worker, ITaskLauncher launcher) => _events.Writer.TryWrite(LoopEvent.Joined(worker, launcher));
+
+    /// <summary>A worker is gone (any thread): its running tasks are recorded as interrupted and queued again.</summary>
+    public void LoseWorker(int workerId) => _events.Writer.TryWrite(LoopEvent.Lost(workerId));
+
+    /// <summary>No worker will join any more (any thread): once none is left, the run ends even with tasks queued.</summary>
+    public void ExpectNoMoreWorkers() => _events.Writer.TryWrite(LoopEvent.NoMoreWorkers);
 
     public RunProgress Progress { get; }
 
@@ -163,7 +172,12 @@ public sealed class RunLoop
         }
         finally
         {
-            _launcher.Dispose();
+            foreach (var launcher in _launchers.Values)
+            {
+                launcher.Dispose();
+            }
+
+            _launchers.Clear();
         }
 
         var notRun = _state.Count(s => s is Queued or Pending);
@@ -180,7 +194,10 @@ public sealed class RunLoop
             _firstFailures);
     }
 
-    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0);
+    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || (!_expectingWorkers && _launchers.Count == 0));
+
+    /// <summary>True when the run ended because every worker was lost with tasks still queued.</summary>
+    public bool RanOutOfWorkers { get; private set; }
 
     private void PublishProgress() => Progress.Set(_succeeded, _failed, _running.Count, _interrupted);
 
@@ -196,6 +213,17 @@ public sealed class RunLoop
                 break;
             case LoopEventKind.Stop:
                 OnStop(e.Signal);
+                break;
+            case LoopEventKind.Joined:
+                _scheduler.AddWorker(e.Worker!.Id, e.Worker.Slots, e.Worker.Gpus);
+                _launchers[e.Worker.Id] = e.Launcher!;
+                break;
+            case LoopEventKind.Lost:
+                OnWorkerLost(e.Signal);
+                break;
+            case LoopEventKind.NoMoreWorkers:
+                _expectingWorkers = false;
+                RanOutOfWorkers = _launchers.Count == 0 && _scheduler.Queued > 0 && _stopSignal == 0;
                 break;
         }
     }
@@ -219,18 +247,19 @@ public sealed class RunLoop
             }
 
             _journal.Record(new AttemptRecord(_tasks.Id(task), attempt, AttemptState.Running, 0, nowMs, 0, _options.Session, a.Worker, a.Lane, 0, 0, 0, 0));
-            _launcher.Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null, timeout));
+            _launchers[a.Worker].Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null, timeout));
         }
     }
 
     private void OnExit(TaskExit exit)
     {
         var task = exit.Task;
-        if (!_running.Remove(task, out var run) || run.Attempt != exit.Attempt)
+        if (!_running.TryGetValue(task, out var run) || run.Attempt != exit.Attempt || run.Assignment.Worker != exit.Worker)
         {
             return; // a late report of an attempt already given up on
         }
 
+        _running.Remove(task);
         var a = _scheduler.Release(task);
         var status = exit.Signal != 0 ? -exit.Signal : exit.ExitCode;
         AttemptState state;
@@ -293,12 +322,12 @@ public sealed class RunLoop
             if (!run.TimedOut)
             {
                 run.TimedOut = true;
-                _launcher.Signal(entry.Task, Native.SIGTERM);
+                Signal(entry.Task, Native.SIGTERM);
                 _deadlines.Enqueue(entry, now + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency));
             }
             else
             {
-                _launcher.Signal(entry.Task, Native.SIGKILL);
+                Signal(entry.Task, Native.SIGKILL);
             }
         }
 
@@ -322,7 +351,7 @@ public sealed class RunLoop
         foreach (var (task, run) in _running)
         {
             run.Interrupted = true;
-            _launcher.Signal(task, Native.SIGTERM);
+            Signal(task, Native.SIGTERM);
         }
 
         _stopKillAt = _time.GetTimestamp() + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency);
@@ -332,7 +361,47 @@ public sealed class RunLoop
     {
         foreach (var task in _running.Keys)
         {
-            _launcher.Signal(task, signal);
+            Signal(task, signal);
+        }
+    }
+
+    private void Signal(int task, int signal)
+    {
+        if (_running.TryGetValue(task, out var run) && _launchers.TryGetValue(run.Assignment.Worker, out var launcher))
+        {
+            launcher.Signal(task, signal);
+        }
+    }
+
+    private void OnWorkerLost(int worker)
+    {
+        if (!_launchers.Remove(worker, out var launcher))
+        {
+            return;
+        }
+
+        launcher.Dispose();
+        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var task in _scheduler.RemoveWorker(worker))
+        {
+            var run = _running[task];
+            _running.Remove(task);
+            _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, worker, run.Assignment.Lane, 0, 0, 0, 0));
+            _interrupted++;
+            if (_stopSignal == 0)
+            {
+                _state[task] = Queued;
+                _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
+            }
+            else
+            {
+                _state[task] = Pending;
+            }
+        }
+
+        if (!_expectingWorkers && _launchers.Count == 0 && _scheduler.Queued > 0 && _stopSignal == 0)
+        {
+            RanOutOfWorkers = true;
         }
     }
 

@@ -21,7 +21,10 @@ public sealed class RunLoopTests : IDisposable
         var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes(taskFile), "t");
         var journal = RunJournal.Open(_dir.File("journal.db"), create: true);
         var writer = new JournalWriter(journal);
-        var loop = new RunLoop(tasks, options ?? new RunOptions(), [new WorkerInfo(0, "h", slots, gpus ?? [])], journal, writer, exit => _launcher = new FakeLauncher(exit), _time);
+        var loop = new RunLoop(tasks, options ?? new RunOptions(), journal, writer, _time);
+        _launcher = new FakeLauncher(loop.ExitSink);
+        loop.AddWorker(new WorkerInfo(0, "h", slots, gpus ?? []), _launcher);
+        loop.ExpectNoMoreWorkers();
         return (loop, journal, writer);
     }
 
@@ -197,6 +200,65 @@ public sealed class RunLoopTests : IDisposable
 
             Assert.Equal(40, (await run).Succeeded);
         }
+    }
+
+    [Fact]
+    public async Task WorkerLost_ItsTasksAreInterruptedAndRerunElsewhere_LateExitsIgnored()
+    {
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes("a\nb\nc\nd\n"), "t");
+        using var journal = RunJournal.Open(_dir.File("journal.db"), create: true);
+        using var writer = new JournalWriter(journal);
+        var loop = new RunLoop(tasks, new RunOptions(), journal, writer, _time);
+        var one = new FakeLauncher(loop.ExitSink) { Worker = 1 };
+        var two = new FakeLauncher(loop.ExitSink) { Worker = 2 };
+        loop.AddWorker(new WorkerInfo(1, "n1", 2, []), one);
+        loop.AddWorker(new WorkerInfo(2, "n2", 2, []), two);
+        var run = loop.RunAsync();
+        await Eventually.True(() => one.Launched.Count + two.Launched.Count == 4, "all four started");
+        var lost = one.Running.Select(r => r.Task).ToList();
+        Assert.NotEmpty(lost);
+
+        loop.LoseWorker(1);
+        foreach (var t in two.Running.Select(r => r.Task).ToList())
+        {
+            two.Finish(t);
+        }
+
+        await Eventually.True(() => two.Launched.Count == 2 + lost.Count, "lost tasks rerun on worker 2");
+        one.Finish(lost[0]); // a late report from the lost worker must not count
+        foreach (var t in two.Running.Select(r => r.Task).ToList())
+        {
+            two.Finish(t);
+        }
+
+        loop.ExpectNoMoreWorkers();
+        loop.LoseWorker(2);
+        var outcome = await run;
+        writer.Complete();
+        Assert.Equal(4, outcome.Succeeded);
+        Assert.Equal(lost.Count, outcome.Interrupted);
+        foreach (var t in lost)
+        {
+            Assert.Equal([AttemptState.Interrupted, AttemptState.Succeeded], journal.Attempts(tasks.Id(t)).Select(a => a.State));
+        }
+    }
+
+    [Fact]
+    public async Task AllWorkersLost_RunEndsWithTasksNotRun()
+    {
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes("a\nb\nc\n"), "t");
+        using var journal = RunJournal.Open(_dir.File("journal.db"), create: true);
+        using var writer = new JournalWriter(journal);
+        var loop = new RunLoop(tasks, new RunOptions(), journal, writer, _time);
+        var one = new FakeLauncher(loop.ExitSink) { Worker = 1 };
+        loop.AddWorker(new WorkerInfo(1, "n1", 1, []), one);
+        loop.ExpectNoMoreWorkers();
+        var run = loop.RunAsync();
+        await Eventually.True(() => one.Launched.Count == 1, "started");
+        loop.LoseWorker(1);
+        var outcome = await run;
+        Assert.True(loop.RanOutOfWorkers);
+        Assert.Equal(3, outcome.NotRun);
     }
 
     public void Dispose() => _dir.Dispose();

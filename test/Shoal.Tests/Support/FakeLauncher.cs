@@ -17,6 +17,9 @@ public sealed class FakeLauncher : ITaskLauncher
 
     public int MaxConcurrent { get; private set; }
 
+    /// <summary>The worker id its exits carry.</summary>
+    public int Worker { get; init; }
+
     /// <summary>When set, a signalled task ends at once as killed by that signal.</summary>
     public bool DieOnSignal { get; set; } = true;
 
@@ -42,7 +45,7 @@ public sealed class FakeLauncher : ITaskLauncher
     {
         if (_running.TryRemove(task, out var r))
         {
-            _onExit(new TaskExit(task, r.Attempt, exitCode, signal, 0, 1, r.Lane, 0, 0, 0, 0));
+            _onExit(new TaskExit(task, r.Attempt, exitCode, signal, 0, 1, r.Lane, 0, 0, 0, 0, Worker));
         }
     }
 

@@ -1,0 +1,160 @@
+using System.Net;
+using Shoal.Execution;
+using Shoal.Journal;
+using Shoal.Protocol;
+using Shoal.Running;
+
+namespace Shoal.Cluster;
+
+/// <summary>
+/// Inside an allocation: listens for workers, starts them with one srun step (one task per node), and feeds the
+/// run loop their joins and losses. The srun line and why:
+/// <code>srun --nodes=N --ntasks=N --ntasks-per-node=1 [--cpus-per-task=C] [--gres=gpu:G] --kill-on-bad-exit=0 --overlap shoal worker --leader HOST:PORT</code>
+/// one task per node; the step takes every CPU (and GPU) of the job on each node, because tasks run inside the
+/// worker's cgroup where confinement is on (<c>--cpus-per-task=C</c> when all nodes have C CPUs; otherwise no
+/// per-task request, and SLURM_CPUS_PER_TASK of the job is not passed on, so the step gets the whole node);
+/// <c>--overlap</c> so the step neither waits for CPUs held by the batch step (where the leader runs) nor is refused
+/// because of them; <c>--kill-on-bad-exit=0</c> so that one node's worker dying does not take the others down.
+/// The secret travels in the step's environment (SHOAL_SECRET), never on a command line.
+/// </summary>
+public sealed class SlurmLeader : IAsyncDisposable
+{
+    private readonly SlurmAllocation _allocation;
+    private readonly RunLoop _loop;
+    private readonly JournalWriter _writer;
+    private readonly RunDirectory _runDir;
+    private readonly int _session;
+    private readonly string _shell;
+    private readonly bool _quiet;
+    private readonly byte[] _secret = Handshake.NewSecret();
+    private readonly LeaderServer _server;
+    private readonly TaskCompletionSource<(int Code, int Signal)> _srunExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _nextWorker;
+    private int _srunPid;
+
+    public SlurmLeader(SlurmAllocation allocation, RunLoop loop, JournalWriter writer, RunDirectory runDir, int session, string shell, bool quiet)
+    {
+        _allocation = allocation;
+        _loop = loop;
+        _writer = writer;
+        _runDir = runDir;
+        _session = session;
+        _shell = shell;
+        _quiet = quiet;
+        _server = new LeaderServer(_secret, new IPEndPoint(IPAddress.Any, 0), OnWorkerAsync, Log);
+    }
+
+    /// <summary>Connections that failed the handshake.</summary>
+    public int Rejected => _server.Rejected;
+
+    public static void Log(string message) => Console.Error.WriteLine($"shoal: {message}");
+
+    internal byte[] Secret => _secret;
+
+    internal int Port => _server.Port;
+
+    public void Start()
+    {
+        Listen();
+        LaunchWorkers();
+    }
+
+    /// <summary>Opens the listening socket (tests connect their own workers to it).</summary>
+    internal void Listen() => _server.Start();
+
+    private void LaunchWorkers()
+    {
+        var leader = Environment.GetEnvironmentVariable("SHOAL_LEADER_ADDRESS") ?? Environment.MachineName;
+        var n = _allocation.Nodes.Count;
+        var args = new List<string> { $"--nodes={n}", $"--ntasks={n}", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--overlap" };
+        if (_allocation.CpusPerNode.Distinct().Count() == 1)
+        {
+            args.Add($"--cpus-per-task={_allocation.CpusPerNode[0]}");
+        }
+
+        if (_allocation.GpusPerNode > 0)
+        {
+            args.Add($"--gres=gpu:{_allocation.GpusPerNode}");
+        }
+
+        args.AddRange(SelfCommand());
+        args.AddRange(["worker", "--leader", $"{leader}:{_server.Port}"]);
+        var srun = FindOnPath("srun") ?? throw new JournalException("srun is not on PATH; inside a SLURM job it should be (or use --local)");
+        if (!_quiet)
+        {
+            Log($"listening on {leader}:{_server.Port}; starting one worker per node: srun {string.Join(' ', args)}");
+        }
+
+        _srunPid = ChildProcess.Start(
+            srun,
+            args,
+            [new("SHOAL_SECRET", Convert.ToBase64String(_secret))],
+            ["SLURM_CPUS_PER_TASK", "SLURM_TRES_PER_TASK", "SLURM_NTASKS_PER_NODE", "SLURM_NTASKS", "SLURM_NPROCS"],
+            (code, signal) =>
+            {
+                _srunExit.TrySetResult((code, signal));
+                _loop.ExpectNoMoreWorkers();
+            });
+    }
+
+    private async Task OnWorkerAsync(RegisterMessage register, PeerConnection connection)
+    {
+        var id = Interlocked.Increment(ref _nextWorker);
+        var prefix = $"w{id}-{register.Host}-";
+        try
+        {
+            await connection.SendAsync(MessageType.Welcome, new WelcomeMessage(id, _runDir.LogDirectory(_session), prefix, _shell, _runDir.Path).Encode()).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return;
+        }
+
+        _writer.Enqueue(j => j.AddWorker(_session, id, register.Host, register.Slots, string.Join(',', register.Gpus), prefix));
+        if (!_quiet)
+        {
+            Log($"worker {id} on {register.Host}: {register.Slots} slots, {(register.Gpus.Length == 0 ? "no GPUs" : "GPUs " + string.Join(',', register.Gpus))}");
+        }
+
+        var remote = new RemoteWorker(id, connection, _loop.ExitSink);
+        _loop.AddWorker(new WorkerInfo(id, register.Host, register.Slots, register.Gpus), remote);
+        var lost = await remote.RunAsync().ConfigureAwait(false);
+        if (lost is not null)
+        {
+            Log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
+            _loop.LoseWorker(id);
+        }
+    }
+
+    /// <summary>After the loop ended (workers were told to shut down): waits for the step, then ends it.</summary>
+    public async Task FinishAsync()
+    {
+        if (_srunPid == 0)
+        {
+            return;
+        }
+
+        if (await Task.WhenAny(_srunExit.Task, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false) != _srunExit.Task)
+        {
+            ChildProcess.Signal(_srunPid, Native.SIGTERM);
+            if (await Task.WhenAny(_srunExit.Task, Task.Delay(TimeSpan.FromSeconds(5))).ConfigureAwait(false) != _srunExit.Task)
+            {
+                ChildProcess.Signal(_srunPid, Native.SIGKILL);
+            }
+        }
+    }
+
+    private static string[] SelfCommand()
+    {
+        var self = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell where the shoal binary is");
+        // Under `dotnet shoal.dll` (tests, dotnet run) the process is the dotnet host.
+        return Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, Path.Combine(AppContext.BaseDirectory, "shoal.dll")] : [self];
+    }
+
+    private static string? FindOnPath(string name) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries)
+            .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
+
+    public async ValueTask DisposeAsync() => await _server.DisposeAsync().ConfigureAwait(false);
+}

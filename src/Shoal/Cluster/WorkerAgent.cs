@@ -1,0 +1,175 @@
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Shoal.Execution;
+using Shoal.Protocol;
+
+namespace Shoal.Cluster;
+
+/// <summary>
+/// <c>shoal worker</c>: connects to the leader, proves it knows the run's secret (and checks that the leader does),
+/// offers this node's slots and GPUs, then runs what it is sent with the same <see cref="ProcessLauncher"/> as
+/// single-machine mode. If the leader goes away or falls silent, it kills every task it started and exits: no
+/// orphans on the node.
+/// </summary>
+public static class WorkerAgent
+{
+    public const int LeaderLost = 3;
+
+    public static async Task<int> RunAsync(string host, int port, byte[] secret, string nodeName, int slots, IReadOnlyList<string> gpus, Action<string> log, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(log);
+        var client = await ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
+        await using var connection = new PeerConnection(client);
+        WelcomeMessage welcome;
+        try
+        {
+            var clientNonce = Handshake.NewNonce();
+            await connection.SendAsync(MessageType.Hello, Handshake.EncodeHello(clientNonce)).ConfigureAwait(false);
+            var challenge = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection during the handshake");
+            if (challenge.Type != MessageType.Challenge)
+            {
+                throw new ProtocolException("the leader did not send a challenge");
+            }
+
+            var (serverNonce, leaderProof) = Handshake.DecodeChallenge(challenge.Payload);
+            if (!Handshake.Verify(Handshake.Proof(secret, "leader", clientNonce, serverNonce), leaderProof))
+            {
+                throw new ProtocolException("the leader failed authentication: it does not know this run's secret");
+            }
+
+            await connection.SendAsync(MessageType.Auth, Handshake.EncodeAuth(Handshake.Proof(secret, "worker", serverNonce, clientNonce))).ConfigureAwait(false);
+            await connection.SendAsync(MessageType.Register, new RegisterMessage(nodeName, slots, [.. gpus]).Encode()).ConfigureAwait(false);
+            var reply = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection (authentication refused?)");
+            welcome = reply.Type == MessageType.Welcome ? WelcomeMessage.Decode(reply.Payload) : throw new ProtocolException("expected Welcome");
+        }
+        catch (Exception e) when (e is ProtocolException or IOException or SocketException)
+        {
+            log($"handshake with {host}:{port} failed: {e.Message}");
+            return LeaderLost;
+        }
+
+        connection.StartHeartbeat();
+        var exits = Channel.CreateUnbounded<TaskExit>(new UnboundedChannelOptions { SingleReader = true });
+        var running = new HashSet<int>();
+        var launcher = new ProcessLauncher(
+            new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)),
+            exit =>
+            {
+                lock (running)
+                {
+                    running.Remove(exit.Task);
+                }
+
+                exits.Writer.TryWrite(exit);
+            });
+        var sender = Task.Run(async () =>
+        {
+            var batch = new List<TaskExit>();
+            try
+            {
+                while (await exits.Reader.WaitToReadAsync(connection.Closed).ConfigureAwait(false))
+                {
+                    while (batch.Count < 10_000 && exits.Reader.TryRead(out var e))
+                    {
+                        batch.Add(e);
+                    }
+
+                    await connection.SendAsync(MessageType.Exits, ExitsMessage.Encode(batch)).ConfigureAwait(false);
+                    batch.Clear();
+                }
+            }
+            catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+            {
+            }
+        }, CancellationToken.None);
+
+        var code = 0;
+        try
+        {
+            while (true)
+            {
+                var frame = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection");
+                switch (frame.Type)
+                {
+                    case MessageType.Start:
+                        foreach (var request in StartMessage.Decode(frame.Payload))
+                        {
+                            if (request.Lane >= slots)
+                            {
+                                throw new ProtocolException($"the leader asked for lane {request.Lane} of {slots}");
+                            }
+
+                            lock (running)
+                            {
+                                running.Add(request.Task);
+                            }
+
+                            launcher.Launch(request);
+                        }
+
+                        break;
+                    case MessageType.Signal:
+                        var (task, signal) = SignalMessage.Decode(frame.Payload);
+                        launcher.Signal(task, signal);
+                        break;
+                    case MessageType.Shutdown:
+                        return code;
+                    default:
+                        throw new ProtocolException($"unexpected message type {(int)frame.Type} from the leader");
+                }
+            }
+        }
+        catch (Exception e) when (e is ProtocolException or IOException or SocketException or OperationCanceledException)
+        {
+            log($"lost the leader ({e.Message}); killing this node's tasks");
+            code = LeaderLost;
+            return code;
+        }
+        finally
+        {
+            int[] left;
+            lock (running)
+            {
+                left = [.. running];
+            }
+
+            foreach (var task in left)
+            {
+                launcher.Signal(task, Native.SIGKILL);
+            }
+
+            exits.Writer.TryComplete();
+            if (code == 0)
+            {
+                // Clean shutdown: let the last exits reach the leader before closing.
+                await sender.WaitAsync(TimeSpan.FromSeconds(5), CancellationToken.None).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+
+            launcher.Dispose();
+        }
+    }
+
+    private static async Task<TcpClient> ConnectAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+        while (true)
+        {
+            var client = new TcpClient();
+            try
+            {
+                await client.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
+                return client;
+            }
+            catch (SocketException) when (DateTime.UtcNow < deadline)
+            {
+                client.Dispose();
+                await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                client.Dispose();
+                throw;
+            }
+        }
+    }
+}

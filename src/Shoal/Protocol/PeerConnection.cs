@@ -1,0 +1,113 @@
+using System.Net.Sockets;
+
+namespace Shoal.Protocol;
+
+/// <summary>
+/// One authenticated-or-not TCP connection: serialised frame writes, reads with a silence timeout, and a heartbeat
+/// every <see cref="HeartbeatInterval"/> so that the other side can tell a live but idle peer from a dead one.
+/// </summary>
+public sealed class PeerConnection : IAsyncDisposable
+{
+    public static readonly TimeSpan HeartbeatInterval = TimeSpan.FromSeconds(2);
+
+    private readonly TcpClient _client;
+    private readonly NetworkStream _stream;
+    private readonly SemaphoreSlim _writeLock = new(1, 1);
+    private readonly CancellationTokenSource _closed = new();
+    private Task? _heartbeat;
+
+    public PeerConnection(TcpClient client)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        _client = client;
+        _client.NoDelay = true;
+        _stream = client.GetStream();
+        Remote = client.Client.RemoteEndPoint?.ToString() ?? "?";
+    }
+
+    public string Remote { get; }
+
+    /// <summary>Silence longer than this ends the connection (default 10 s; SHOAL_HEARTBEAT_TIMEOUT overrides, for tests).</summary>
+    public static TimeSpan SilenceTimeout { get; } =
+        double.TryParse(Environment.GetEnvironmentVariable("SHOAL_HEARTBEAT_TIMEOUT"), System.Globalization.CultureInfo.InvariantCulture, out var s) && s > 0
+            ? TimeSpan.FromSeconds(s)
+            : TimeSpan.FromSeconds(10);
+
+    public CancellationToken Closed => _closed.Token;
+
+    public async Task SendAsync(MessageType type, ReadOnlyMemory<byte> payload)
+    {
+        await _writeLock.WaitAsync(_closed.Token).ConfigureAwait(false);
+        try
+        {
+            await Frame.WriteAsync(_stream, type, payload, _closed.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            _writeLock.Release();
+        }
+    }
+
+    /// <summary>The next frame other than a heartbeat; null when the peer closed. Throws on silence or a bad frame.</summary>
+    public async Task<(MessageType Type, byte[] Payload)?> ReceiveAsync(TimeSpan? timeout = null)
+    {
+        while (true)
+        {
+            using var cts = CancellationTokenSource.CreateLinkedTokenSource(_closed.Token);
+            cts.CancelAfter(timeout ?? SilenceTimeout);
+            (MessageType, byte[])? frame;
+            try
+            {
+                frame = await Frame.ReadAsync(_stream, cts.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!_closed.IsCancellationRequested)
+            {
+                throw new ProtocolException($"{Remote} was silent for {(timeout ?? SilenceTimeout).TotalSeconds:0.#} s");
+            }
+            catch (IOException e)
+            {
+                throw new ProtocolException($"{Remote}: {e.Message}", e);
+            }
+
+            if (frame is not { } f || f.Item1 != MessageType.Heartbeat)
+            {
+                return frame;
+            }
+        }
+    }
+
+    public void StartHeartbeat()
+    {
+        _heartbeat = Task.Run(async () =>
+        {
+            try
+            {
+                while (!_closed.IsCancellationRequested)
+                {
+                    await Task.Delay(HeartbeatInterval, _closed.Token).ConfigureAwait(false);
+                    await SendAsync(MessageType.Heartbeat, ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+                }
+            }
+            catch (Exception e) when (e is OperationCanceledException or IOException or ObjectDisposedException or SocketException)
+            {
+            }
+        });
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (!_closed.IsCancellationRequested)
+        {
+            await _closed.CancelAsync().ConfigureAwait(false);
+        }
+
+        _client.Dispose();
+        if (_heartbeat is not null)
+        {
+            await _heartbeat.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        _writeLock.Dispose();
+        _closed.Dispose();
+    }
+}

@@ -1,0 +1,136 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Shoal.Tests.EndToEnd;
+
+/// <summary>
+/// A real SLURM cluster of two nodes (network namespaces, 4 CPUs and 2 fake GPUs each), started by the project's
+/// own ci/slurm/start-cluster (root; it installs slurm and munge when missing). Shared by the SLURM tests.
+/// </summary>
+public sealed class SlurmCluster
+{
+    public SlurmCluster()
+    {
+        Root = FindRoot();
+        var r = Run("bash", [Path.Combine(Root, "ci/slurm/start-cluster")], new() { ["NODES"] = "2", ["CPUS"] = "4", ["GPUS"] = "2" }, TimeSpan.FromMinutes(5));
+        if (r.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"ci/slurm/start-cluster failed ({r.ExitCode}): {r.Output}");
+        }
+    }
+
+    public string Root { get; }
+
+    /// <summary>The shell words that start shoal inside a job: the AOT binary of $SHOAL_BIN, else dotnet shoal.dll.</summary>
+    public static string ShoalCommand =>
+        Environment.GetEnvironmentVariable("SHOAL_BIN") is { } bin ? bin : $"{Environment.ProcessPath} {Path.Combine(AppContext.BaseDirectory, "shoal.dll")}";
+
+    public static (int ExitCode, string Output) Run(string file, IEnumerable<string> args, Dictionary<string, string>? env = null, TimeSpan? timeout = null, string? workDir = null)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        if (workDir is not null)
+        {
+            psi.WorkingDirectory = workDir;
+        }
+
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+
+        foreach (var (k, v) in env ?? [])
+        {
+            psi.Environment[k] = v;
+        }
+
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        if (!p.WaitForExit(timeout ?? TimeSpan.FromMinutes(2)))
+        {
+            p.Kill(entireProcessTree: true);
+            throw new TimeoutException($"{file} {string.Join(' ', args)} did not finish");
+        }
+
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    /// <summary>Submits a batch script running <paramref name="body"/> in <paramref name="workDir"/>; returns the job id.</summary>
+    public static string Submit(string workDir, string body, params string[] sbatchArgs)
+    {
+        var script = Path.Combine(workDir, "job.sh");
+        File.WriteAllText(script, "#!/bin/bash\n" + body + "\n");
+        var r = Run("sbatch", ["--parsable", "-D", workDir, "-o", Path.Combine(workDir, "job.out"), .. sbatchArgs, script]);
+        return r.ExitCode == 0 ? r.Output.Trim().Split(';')[0] : throw new InvalidOperationException("sbatch failed: " + r.Output);
+    }
+
+    public static bool Running(string job) => Run("squeue", ["-h", "-j", job, "-o", "%i"]).Output.Trim().Length > 0;
+
+    public static List<string> Steps(string job) =>
+        [.. Run("squeue", ["-h", "-s", "-j", job, "-o", "%i"]).Output.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)];
+
+    public static async Task WaitAsync(string job, TimeSpan timeout, Action? whileRunning = null)
+    {
+        var deadline = DateTime.UtcNow + timeout;
+        while (Running(job))
+        {
+            if (DateTime.UtcNow > deadline)
+            {
+                Run("scancel", [job]);
+                throw new TimeoutException($"job {job} still running after {timeout}");
+            }
+
+            whileRunning?.Invoke();
+            await Task.Delay(100);
+        }
+    }
+
+    /// <summary>The pid of the shoal worker running on <paramref name="node"/> for <paramref name="job"/>, or null.</summary>
+    public static int? WorkerPid(string job, string node)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            if (!int.TryParse(Path.GetFileName(dir), NumberStyles.None, CultureInfo.InvariantCulture, out var pid))
+            {
+                continue;
+            }
+
+            try
+            {
+                var cmd = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (!cmd.Contains("\0worker\0--leader\0", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                var env = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
+                if (env.Contains($"SLURMD_NODENAME={node}") && env.Contains($"SLURM_JOB_ID={job}"))
+                {
+                    return pid;
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return null;
+    }
+
+    private static string FindRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Shoal.slnx")))
+        {
+            dir = dir.Parent;
+        }
+
+        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (Shoal.slnx)");
+    }
+}
+
+[CollectionDefinition("slurm")]
+public sealed class SlurmTestGroup : ICollectionFixture<SlurmCluster>;

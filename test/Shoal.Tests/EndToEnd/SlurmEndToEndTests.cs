@@ -1,0 +1,96 @@
+using System.Globalization;
+using Shoal.Journal;
+using Shoal.Tests.Support;
+
+namespace Shoal.Tests.EndToEnd;
+
+/// <summary>shoal inside real SLURM batch jobs on a two-node cluster.</summary>
+[Collection("slurm")]
+public sealed class SlurmEndToEndTests : IDisposable
+{
+    private readonly TempDir _dir = new();
+
+    public SlurmEndToEndTests(SlurmCluster cluster) => Assert.NotNull(cluster);
+
+    [Fact]
+    public async Task BatchJob_TwoNodes_EveryTaskOnceOnBothNodes_ExactlyOneWorkerStep()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 48).Select(_ => "echo $SHOAL_TASK_ID $(hostname) >> ran.log; sleep 0.2\n")));
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt", "-N2", "-c4");
+        var steps = new HashSet<string>();
+        await SlurmCluster.WaitAsync(job, TimeSpan.FromMinutes(2), () => steps.UnionWith(SlurmCluster.Steps(job)));
+
+        var output = File.ReadAllText(_dir.File("job.out"));
+        Assert.Contains("48 succeeded, 0 failed", output, StringComparison.Ordinal);
+        Assert.Contains("2 nodes node[1-2], CPUs per node 4,4", output, StringComparison.Ordinal);
+        var ran = File.ReadAllLines(_dir.File("ran.log")).Select(l => l.Split(' ')).ToList();
+        Assert.Equal(Enumerable.Range(1, 48), ran.Select(r => int.Parse(r[0], CultureInfo.InvariantCulture)).Order());
+        Assert.Equal(["node1", "node2"], ran.Select(r => r[1]).Distinct().Order());
+        Assert.Contains($"{job}.0", steps);
+        Assert.DoesNotContain($"{job}.1", steps);
+        Assert.DoesNotContain(steps, s => s != $"{job}.0" && s != $"{job}.batch" && s != $"{job}.extern");
+    }
+
+    [Fact]
+    public async Task BatchJob_GpuTasks_GetDistinctGpusPerNodeAndNeverShare()
+    {
+        var text = string.Concat(Enumerable.Range(0, 16).Select(i =>
+            (i % 4 == 0 ? "#SHOAL gpus=2\n" : "#SHOAL gpus=1\n") + "echo $(hostname) $CUDA_VISIBLE_DEVICES $(date +%s%N) >> gpu.log; sleep 0.3; echo $(hostname) $CUDA_VISIBLE_DEVICES $(date +%s%N) >> gpu.log\n"));
+        File.WriteAllText(_dir.File("tasks.txt"), text);
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt", "-N2", "-c4", "--gres=gpu:2");
+        await SlurmCluster.WaitAsync(job, TimeSpan.FromMinutes(2));
+
+        Assert.Contains("16 succeeded", File.ReadAllText(_dir.File("job.out")), StringComparison.Ordinal);
+        var lines = File.ReadAllLines(_dir.File("gpu.log")).Select(l => l.Split(' ')).ToList();
+        // Pair start and end lines per (host, devices): intervals of one GPU on one host must not overlap.
+        var intervals = new List<(string Host, string Gpu, long Start, long End)>();
+        foreach (var group in lines.GroupBy(l => (l[0], l[1])))
+        {
+            var times = group.Select(l => long.Parse(l[2], CultureInfo.InvariantCulture)).Order().ToList();
+            for (var k = 0; k + 1 < times.Count; k += 2)
+            {
+                foreach (var gpu in group.Key.Item2.Split(','))
+                {
+                    intervals.Add((group.Key.Item1, gpu, times[k], times[k + 1]));
+                }
+            }
+        }
+
+        Assert.All(lines, l => Assert.True(l[1].Split(',').All(g => g is "0" or "1"), $"unexpected CUDA_VISIBLE_DEVICES {l[1]}"));
+        foreach (var g in intervals.GroupBy(i => (i.Host, i.Gpu)))
+        {
+            var sorted = g.OrderBy(i => i.Start).ToList();
+            for (var k = 1; k < sorted.Count; k++)
+            {
+                Assert.True(sorted[k].Start >= sorted[k - 1].End, $"GPU {g.Key.Gpu} on {g.Key.Host} was shared");
+            }
+        }
+    }
+
+    [Fact]
+    public async Task BatchJob_OneNodesWorkerKilled_RunStillCompletesEveryTask()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 32).Select(_ => "sleep 0.7; echo $SHOAL_TASK_ID $(hostname) >> ran.log\n")));
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt", "-N2", "-c4");
+        int? killed = null;
+        await SlurmCluster.WaitAsync(job, TimeSpan.FromMinutes(2), () =>
+        {
+            if (killed is null && File.Exists(_dir.File("ran.log")) && SlurmCluster.WorkerPid(job, "node2") is { } pid)
+            {
+                Shoal.Execution.Native.Kill(pid, Shoal.Execution.Native.SIGKILL);
+                killed = pid;
+            }
+        });
+
+        Assert.NotNull(killed);
+        var output = File.ReadAllText(_dir.File("job.out"));
+        Assert.Contains("on node2 lost", output, StringComparison.Ordinal);
+        Assert.Contains("32 succeeded, 0 failed", output, StringComparison.Ordinal);
+        using var journal = RunJournal.Open(_dir.File("tasks.txt.shoal/journal.db"), create: false, readOnly: true);
+        var done = journal.LatestAttempts([AttemptState.Succeeded]);
+        Assert.Equal(32, done.Count);
+        Assert.Equal(Enumerable.Range(1, 32), done.Select(a => a.TaskId));
+    }
+
+    public void Dispose() => _dir.Dispose();
+}

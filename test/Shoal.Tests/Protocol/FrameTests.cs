@@ -1,0 +1,74 @@
+using Shoal.Execution;
+using Shoal.Protocol;
+
+namespace Shoal.Tests.Protocol;
+
+public class FrameTests
+{
+    [Fact]
+    public async Task Frame_GoldenBytes()
+    {
+        using var stream = new MemoryStream();
+        await Frame.WriteAsync(stream, MessageType.Signal, SignalMessage.Encode(3, 15), CancellationToken.None);
+        Assert.Equal(new byte[] { 0, 0, 0, 9, 11, 3, 0, 0, 0, 15, 0, 0, 0 }, stream.ToArray());
+    }
+
+    [Fact]
+    public async Task StartAndExits_RoundTrip()
+    {
+        LaunchRequest[] requests = [new(4, 5, 2, "echo 'hi'"u8.ToArray(), 1, 2, ["0", "3"]), new(9, 10, 1, [], 0, 1, null)];
+        var decoded = StartMessage.Decode(StartMessage.Encode(requests).ToArray());
+        Assert.Equal(2, decoded.Count);
+        Assert.Equal(requests[0] with { Command = decoded[0].Command, Gpus = decoded[0].Gpus }, decoded[0]);
+        Assert.Equal(requests[0].Command, decoded[0].Command);
+        Assert.Equal(["0", "3"], decoded[0].Gpus!);
+        Assert.Null(decoded[1].Gpus);
+
+        TaskExit[] exits = [new(4, 2, 0, 0, 123, 45, 1, 10, 20, 30, 40), new(9, 1, -1, 9, 1, 2, 0, 0, 0, 0, 0, SpawnFailed: true)];
+        Assert.Equal(exits.Select(e => e with { Worker = 7 }), ExitsMessage.Decode(ExitsMessage.Encode(exits).ToArray(), 7));
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0, 0, 0, 0 })]
+    [InlineData(new byte[] { 0x7f, 0xff, 0xff, 0xff })]
+    [InlineData(new byte[] { 0xff, 0xff, 0xff, 0xff })]
+    [InlineData(new byte[] { 0, 0, 0, 9, 11, 3 })]
+    [InlineData(new byte[] { 0, 0 })]
+    public async Task Read_BadFrames_AreProtocolErrors(byte[] bytes)
+    {
+        using var stream = new MemoryStream(bytes);
+        await Assert.ThrowsAsync<ProtocolException>(() => Frame.ReadAsync(stream, CancellationToken.None));
+    }
+
+    [Fact]
+    public void Decode_TruncatedOrPaddedMessages_AreProtocolErrors()
+    {
+        var good = StartMessage.Encode([new(1, 2, 1, "x"u8.ToArray(), 0, 1, null)]).ToArray();
+        Assert.Throws<ProtocolException>(() => StartMessage.Decode(good[..^1]));
+        Assert.Throws<ProtocolException>(() => StartMessage.Decode([.. good, 0]));
+        Assert.Throws<ProtocolException>(() => Handshake.DecodeHello("NOTSHOAL"u8.ToArray()));
+        var random = new Random(3);
+        for (var i = 0; i < 2000; i++)
+        {
+            var junk = new byte[random.Next(0, 64)];
+            random.NextBytes(junk);
+            try
+            {
+                StartMessage.Decode(junk);
+                ExitsMessage.Decode(junk, 0);
+            }
+            catch (ProtocolException)
+            {
+            }
+        }
+    }
+
+    [Fact]
+    public void Hello_OtherVersion_IsRefusedWithAClearMessage()
+    {
+        var hello = Handshake.EncodeHello(Handshake.NewNonce()).ToArray();
+        hello[5] = 99; // version field follows the 5-byte magic
+        var e = Assert.Throws<ProtocolException>(() => Handshake.DecodeHello(hello));
+        Assert.Contains("protocol version 99", e.Message, StringComparison.Ordinal);
+    }
+}
