@@ -207,6 +207,14 @@ public sealed class RunEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task Stdin_IsATaskFile()
+    {
+        var r = await ShoalBinary.RunAsync(_dir.Path, ["run", "-", "-r", "piped"], null, "echo one\n# skip\necho three\n");
+        Assert.Equal(0, r.ExitCode);
+        Assert.Equal("three\n", (await ShoalBinary.RunAsync(_dir.Path, "cat", "3", "-r", "piped")).Stdout);
+    }
+
+    [Fact]
     public async Task OutputJson_IsAParsableSummary()
     {
         _dir.Write("tasks.txt", "true\nfalse\n");

@@ -86,7 +86,26 @@ public sealed class SlurmCluster
     }
 
     /// <summary>The pid of the shoal worker running on <paramref name="node"/> for <paramref name="job"/>, or null.</summary>
-    public static int? WorkerPid(string job, string node)
+    public static int? WorkerPid(string job, string node) =>
+        FindShoal(job, cmd => cmd.Contains("\0worker\0--leader\0", StringComparison.Ordinal), node);
+
+    /// <summary>The pid of the leader (shoal run in the batch script) of <paramref name="job"/>, or null.</summary>
+    public static int? LeaderPid(string job) => FindShoal(job, cmd => cmd.Contains("\0run\0", StringComparison.Ordinal), null);
+
+    public static bool Alive(int pid)
+    {
+        try
+        {
+            var text = File.ReadAllText($"/proc/{pid}/stat");
+            return text[(text.LastIndexOf(')') + 2)] != 'Z';
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    private static int? FindShoal(string job, Func<string, bool> command, string? node)
     {
         foreach (var dir in Directory.EnumerateDirectories("/proc"))
         {
@@ -98,13 +117,13 @@ public sealed class SlurmCluster
             try
             {
                 var cmd = File.ReadAllText(Path.Combine(dir, "cmdline"));
-                if (!cmd.Contains("\0worker\0--leader\0", StringComparison.Ordinal))
+                if (Path.GetFileName(cmd.Split('\0')[0]) == "srun" || !cmd.Contains("shoal", StringComparison.Ordinal) || !command(cmd) || !Alive(pid))
                 {
                     continue;
                 }
 
                 var env = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
-                if (env.Contains($"SLURMD_NODENAME={node}") && env.Contains($"SLURM_JOB_ID={job}"))
+                if ((node is null || env.Contains($"SLURMD_NODENAME={node}")) && env.Contains($"SLURM_JOB_ID={job}"))
                 {
                     return pid;
                 }

@@ -32,6 +32,20 @@ public sealed class SlurmEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task BatchJob_OneNode_RunsThroughItsOneWorker()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 10).Select(_ => "echo $SHOAL_TASK_ID $(hostname) >> ran.log\n")));
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt; {SlurmCluster.ShoalCommand} cat 3", "-N1", "-c2");
+        await SlurmCluster.WaitAsync(job, TimeSpan.FromMinutes(2));
+
+        var output = File.ReadAllText(_dir.File("job.out"));
+        Assert.Contains("1 node node", output, StringComparison.Ordinal);
+        Assert.Contains("10 succeeded, 0 failed", output, StringComparison.Ordinal);
+        Assert.Single(File.ReadAllLines(_dir.File("ran.log")).Select(l => l.Split(' ')[1]).Distinct());
+        Assert.Equal(10, File.ReadAllLines(_dir.File("ran.log")).Length);
+    }
+
+    [Fact]
     public async Task BatchJob_GpuTasks_GetDistinctGpusPerNodeAndNeverShare()
     {
         var text = string.Concat(Enumerable.Range(0, 16).Select(i =>
@@ -90,6 +104,32 @@ public sealed class SlurmEndToEndTests : IDisposable
         var done = journal.LatestAttempts([AttemptState.Succeeded]);
         Assert.Equal(32, done.Count);
         Assert.Equal(Enumerable.Range(1, 32), done.Select(a => a.TaskId));
+    }
+
+    [Fact]
+    public async Task LeaderKilled_WorkersKillTheirTasksAndExit_NoOrphans()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 8).Select(_ => "echo $$ >> pids.log; sleep 1000\n")));
+        // The script outlives shoal, so the job (and its step) stays: only the workers' own reaction can clean up.
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt; sleep 60", "-N2", "-c4");
+        try
+        {
+            await Eventually.True(() => File.Exists(_dir.File("pids.log")) && File.ReadAllLines(_dir.File("pids.log")).Length == 8, "all eight tasks running", 60_000);
+            var leader = SlurmCluster.LeaderPid(job) ?? throw new InvalidOperationException("no leader process found");
+            var tasks = File.ReadAllLines(_dir.File("pids.log")).Select(l => int.Parse(l, CultureInfo.InvariantCulture)).ToList();
+            Assert.NotNull(SlurmCluster.WorkerPid(job, "node1"));
+            Assert.NotNull(SlurmCluster.WorkerPid(job, "node2"));
+
+            Shoal.Execution.Native.Kill(leader, Shoal.Execution.Native.SIGKILL);
+
+            await Eventually.True(() => SlurmCluster.WorkerPid(job, "node1") is null && SlurmCluster.WorkerPid(job, "node2") is null, "workers exited", 15_000);
+            await Eventually.True(() => tasks.All(pid => !SlurmCluster.Alive(pid)), "tasks killed", 15_000);
+            Assert.True(SlurmCluster.Running(job), "the job itself is still running (so SLURM did not do the cleanup)");
+        }
+        finally
+        {
+            SlurmCluster.Run("scancel", [job]);
+        }
     }
 
     public void Dispose() => _dir.Dispose();
