@@ -4,9 +4,11 @@ using System.Runtime.InteropServices;
 namespace Shoal.Execution;
 
 /// <summary>
-/// Reaps every child this process starts with <see cref="Spawner"/>: one thread blocks in <c>wait4(-1)</c> and hands
-/// each exit to the callback registered for its pid. A child can exit before its spawner registered it; that exit
-/// is parked until the registration arrives. Shoal starts no child through <c>System.Diagnostics.Process</c>.
+/// Reaps every child this process starts with <see cref="Spawner"/>: one thread waits for any child to exit
+/// without reaping it (<c>waitid(P_ALL, WEXITED|WNOWAIT)</c>), reaps it with <c>wait4(pid)</c> only if it is one of
+/// ours, and hands the exit to the callback registered for its pid. Children of <c>System.Diagnostics.Process</c> in
+/// the same process (the test host has both) are left for .NET to reap: stealing them makes .NET fail fast.
+/// A child can exit before its spawner registered the callback; that exit is parked until the registration arrives.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A process-wide singleton that lives as long as the process.")]
 internal sealed class ChildProcesses
@@ -16,13 +18,19 @@ internal sealed class ChildProcesses
     private readonly Lock _lock = new();
     private readonly Dictionary<int, Action<int, long>> _callbacks = [];
     private readonly Dictionary<int, (int Status, long Timestamp)> _early = [];
+    private readonly HashSet<int> _ours = [];
     private readonly SemaphoreSlim _live = new(0);
     private Thread? _reaper;
 
     /// <summary>Called by a spawner right after posix_spawn succeeded, before <see cref="Register"/>.</summary>
-    public void Started()
+    public void Started(int pid)
     {
         EnsureReaper();
+        lock (_lock)
+        {
+            _ours.Add(pid);
+        }
+
         _live.Release();
     }
 
@@ -62,6 +70,7 @@ internal sealed class ChildProcesses
 
     private unsafe void Reap()
     {
+        var info = stackalloc byte[Native.SigInfoSize];
         while (true)
         {
             _live.Wait();
@@ -69,18 +78,37 @@ internal sealed class ChildProcesses
             int status;
             while (true)
             {
-                pid = Native.Wait4(-1, out status, 0, null);
-                if (pid > 0)
+                new Span<byte>(info, Native.SigInfoSize).Clear();
+                if (Native.WaitId(Native.P_ALL, 0, info, Native.WEXITED | Native.WNOWAIT) != 0)
                 {
-                    break;
+                    // EINTR: again. ECHILD cannot happen while _live counts one of ours; do not spin if it does.
+                    if (Marshal.GetLastPInvokeError() != Native.EINTR)
+                    {
+                        Thread.Sleep(10);
+                    }
+
+                    continue;
                 }
 
-                var errno = Marshal.GetLastPInvokeError();
-                if (errno != Native.EINTR)
+                pid = *(int*)(info + Native.SigInfoPidOffset);
+                bool ours;
+                lock (_lock)
                 {
-                    // ECHILD: nothing to wait for (cannot happen while _live counts correctly); do not spin.
-                    Thread.Sleep(10);
+                    ours = _ours.Remove(pid);
                 }
+
+                if (!ours)
+                {
+                    // Someone else's child (.NET will reap it), or ours in the instant before Started(): look again shortly.
+                    Thread.Sleep(1);
+                    continue;
+                }
+
+                while (Native.Wait4(pid, out status, 0, null) < 0 && Marshal.GetLastPInvokeError() == Native.EINTR)
+                {
+                }
+
+                break;
             }
 
             var now = Stopwatch.GetTimestamp();

@@ -72,6 +72,17 @@ internal static unsafe partial class Native
     [LibraryImport("libc", EntryPoint = "wait4", SetLastError = true)]
     public static partial int Wait4(int pid, out int status, int options, void* rusage);
 
+    public const int P_ALL = 0;
+    public const int WEXITED = 4;
+    public const int WNOWAIT = 0x01000000;
+
+    /// <summary>siginfo_t is 128 bytes; si_pid sits at offset 16 on Linux x86-64 and arm64.</summary>
+    public const int SigInfoSize = 128;
+    public const int SigInfoPidOffset = 16;
+
+    [LibraryImport("libc", EntryPoint = "waitid", SetLastError = true)]
+    public static partial int WaitId(int idType, int id, void* info, int options);
+
     [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
     public static partial int Kill(int pid, int signal);
 

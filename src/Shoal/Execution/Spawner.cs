@@ -82,7 +82,7 @@ internal sealed unsafe class Spawner : IDisposable
                         throw new IOException($"cannot start {Encoding.UTF8.GetString(path).TrimEnd('\0')}: {Marshal.GetPInvokeErrorMessage(rc)}");
                     }
 
-                    ChildProcesses.Instance.Started();
+                    ChildProcesses.Instance.Started(pid);
                     return pid;
                 }
             }
