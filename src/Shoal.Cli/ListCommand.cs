@@ -9,6 +9,7 @@ namespace Shoal.Cli;
 internal static class ListCommand
 {
     private static readonly Option<string?> State = new("--state") { Description = "Only tasks whose latest attempt is: done, failed, running, interrupted" };
+    private static readonly Option<string?> Node = new("--node") { Description = "Only tasks whose latest attempt ran on this host" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "text, json or csv", DefaultValueFactory = _ => "text" };
     private static readonly Option<string?> RunDir = new("--run-dir", "-r") { Description = "The run directory (default: $SHOAL_RUN_DIR, or the one *.shoal folder here)" };
 
@@ -16,7 +17,7 @@ internal static class ListCommand
     {
         State.AcceptOnlyFromAmong("done", "failed", "running", "interrupted");
         Output.AcceptOnlyFromAmong("text", "json", "csv");
-        var command = new Command("list", "List tasks with their state, exit code, attempts and duration") { State, Output, RunDir };
+        var command = new Command("list", "List tasks with their state, exit code, attempts and duration") { State, Node, Output, RunDir };
         command.SetAction(parse => Execute(parse));
         return command;
     }
@@ -44,6 +45,11 @@ internal static class ListCommand
             }
 
             return h;
+        }
+
+        if (parse.GetValue(Node) is { } node)
+        {
+            rows = [.. rows.Where(a => Host(a) == node)];
         }
 
         var output = Console.Out;

@@ -78,4 +78,5 @@ internal sealed record AttemptJson(int Id, int Attempt, string State, int? ExitC
 [JsonSourceGenerationOptions(PropertyNamingPolicy = JsonKnownNamingPolicy.SnakeCaseLower, WriteIndented = false)]
 [JsonSerializable(typeof(RunSummaryJson))]
 [JsonSerializable(typeof(AttemptJson[]))]
+[JsonSerializable(typeof(StatusJson))]
 internal sealed partial class ShoalJson : JsonSerializerContext;

@@ -167,6 +167,86 @@ public sealed class RunJournal : IDisposable
         return r.Read() ? (r.GetString(0), r.GetString(1)) : null;
     }
 
+    public sealed record SessionRow(int Id, long Started, long? Ended, string Host, int Pid, string Args, string? Outcome);
+
+    public sealed record WorkerRow(int Session, int Id, string Host, int Slots, string Gpus, string LogPrefix);
+
+    public List<SessionRow> Sessions()
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT id, started, ended, host, pid, args, outcome FROM session ORDER BY id";
+        using var r = cmd.ExecuteReader();
+        var list = new List<SessionRow>();
+        while (r.Read())
+        {
+            list.Add(new SessionRow(r.GetInt32(0), r.GetInt64(1), r.IsDBNull(2) ? null : r.GetInt64(2), r.GetString(3), r.GetInt32(4), r.GetString(5), r.IsDBNull(6) ? null : r.GetString(6)));
+        }
+
+        return list;
+    }
+
+    public List<WorkerRow> Workers()
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT session, id, host, slots, gpus, log_prefix FROM worker ORDER BY session, id";
+        using var r = cmd.ExecuteReader();
+        var list = new List<WorkerRow>();
+        while (r.Read())
+        {
+            list.Add(new WorkerRow(r.GetInt32(0), r.GetInt32(1), r.GetString(2), r.GetInt32(3), r.GetString(4), r.GetString(5)));
+        }
+
+        return list;
+    }
+
+    /// <summary>Every attempt, in (task, attempt) order.</summary>
+    public List<AttemptRecord> AllAttempts() => Query("ORDER BY task, attempt");
+
+    /// <summary>Counts of the latest attempt's state per task, and how many tasks have any attempt.</summary>
+    public (Dictionary<AttemptState, int> ByState, int Tasks) LatestStateCounts()
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT a.state, count(*) FROM (SELECT task, max(attempt) AS m FROM attempt GROUP BY task) l JOIN attempt a ON a.task = l.task AND a.attempt = l.m GROUP BY a.state";
+        using var r = cmd.ExecuteReader();
+        var counts = new Dictionary<AttemptState, int>();
+        var tasks = 0;
+        while (r.Read())
+        {
+            counts[(AttemptState)r.GetInt32(0)] = r.GetInt32(1);
+            tasks += r.GetInt32(1);
+        }
+
+        return (counts, tasks);
+    }
+
+    /// <summary>Attempts that ended at or after <paramref name="sinceUnixMs"/> (finished or failed).</summary>
+    public int FinishedSince(long sinceUnixMs)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT count(*) FROM attempt WHERE state IN (1, 2, 3) AND started + duration >= $s";
+        cmd.Parameters.AddWithValue("$s", sinceUnixMs);
+        return Convert.ToInt32(cmd.ExecuteScalar(), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Per worker of a session: busy milliseconds of its ended attempts, and start times of its running ones.</summary>
+    public List<(int Worker, long BusyMs, int Running)> WorkerBusy(int session)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT worker, sum(CASE WHEN state = 0 THEN 0 ELSE duration END), sum(state = 0) FROM attempt WHERE session = $s GROUP BY worker";
+        cmd.Parameters.AddWithValue("$s", session);
+        using var r = cmd.ExecuteReader();
+        var list = new List<(int, long, int)>();
+        while (r.Read())
+        {
+            list.Add((r.GetInt32(0), r.IsDBNull(1) ? 0 : r.GetInt64(1), r.GetInt32(2)));
+        }
+
+        return list;
+    }
+
+    /// <summary>The running attempts that started first.</summary>
+    public List<AttemptRecord> LongestRunning(int limit) => Query($"WHERE state = 0 ORDER BY started LIMIT {limit}");
+
     /// <summary>Attempts a killed run left as running become interrupted; returns how many.</summary>
     public int MarkRunningInterrupted() =>
         Execute($"UPDATE attempt SET state = {(int)AttemptState.Interrupted} WHERE state = {(int)AttemptState.Running}");
