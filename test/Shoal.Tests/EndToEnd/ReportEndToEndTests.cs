@@ -49,6 +49,42 @@ public sealed partial class ReportEndToEndTests : IDisposable
         Assert.True(new FileInfo(shot).Length > 10_000, "no screenshot");
     }
 
+    [Fact]
+    public async Task Status_DuringARun_SeesItActiveWithItsRunningTasks()
+    {
+        _dir.Write("tasks.txt", "true\n" + string.Concat(Enumerable.Range(0, 4).Select(_ => "while [ ! -f go ]; do sleep 0.1; done\n")));
+        using var run = ShoalBinary.Start(_dir.Path, ["run", "tasks.txt", "--slots", "2", "-q"]);
+        try
+        {
+            JsonElement? seen = null;
+            await Eventually.True(
+                () =>
+                {
+                    var r = ShoalBinary.RunAsync(_dir.Path, "status", "-o", "json").GetAwaiter().GetResult();
+                    if (r.ExitCode != 0)
+                    {
+                        return false;
+                    }
+
+                    var root = JsonDocument.Parse(r.Stdout).RootElement.Clone();
+                    seen = root;
+                    return root.GetProperty("running").GetInt32() == 2 && root.GetProperty("longest_running").GetArrayLength() == 2;
+                },
+                "status shows two running tasks");
+            var s = seen!.Value;
+            Assert.True(s.GetProperty("active").GetBoolean());
+            Assert.Equal(1, s.GetProperty("done").GetInt32());
+            Assert.Equal(2, s.GetProperty("not_started").GetInt32());
+        }
+        finally
+        {
+            File.WriteAllText(_dir.File("go"), "");
+            await run.WaitForExitAsync();
+        }
+
+        Assert.Equal(0, run.ExitCode);
+    }
+
     [GeneratedRegex("<rect class=\"task ")]
     private static partial Regex TaskRect();
 
