@@ -169,7 +169,7 @@ internal static class RunCommand
             }
         }
 
-        writer.Complete();
+        writer.Complete(); // throws (exit 2, clear message) when the journal could not be written
         journal.EndSession(session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
 
         if (json)

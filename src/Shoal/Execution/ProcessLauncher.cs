@@ -74,7 +74,18 @@ public sealed class ProcessLauncher : ITaskLauncher
 
     private void SpawnOne(Spawner spawner, LaunchRequest r)
     {
-        var (outFd, errFd) = LaneFds(r.Lane);
+        int outFd, errFd;
+        try
+        {
+            (outFd, errFd) = LaneFds(r.Lane);
+        }
+        catch (IOException)
+        {
+            // The lane's log cannot be opened (disk full, folder gone): the attempt fails without output.
+            _onExit(new TaskExit(r.Task, r.Attempt, 127, 0, _time.GetUtcNow().ToUnixTimeMilliseconds(), 0, r.Lane, 0, 0, 0, 0, SpawnFailed: true));
+            return;
+        }
+
         var outStart = Native.LSeek(outFd, 0, Native.SEEK_END);
         var errStart = Native.LSeek(errFd, 0, Native.SEEK_END);
         var startUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds();

@@ -133,7 +133,7 @@ public sealed class JournalWriter : IDisposable
         _thread.Join();
         if (_failure is { } f)
         {
-            throw new JournalException($"writing the journal {_journal.Path} failed: {f.Message}", f);
+            throw new JournalException($"writing the journal {_journal.Path} failed: {f.Message.TrimEnd('.')}. The run stopped; everything recorded before is intact. Free space (or make the folder writable) and run the same command to resume.", f);
         }
     }
 

@@ -42,9 +42,14 @@ public sealed class RunDirectory : IDisposable
             // .NET takes an flock(LOCK_EX|LOCK_NB) for FileShare.None: released by the kernel if we die.
             _lock = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
+        catch (IOException e) when (e.HResult == unchecked((int)0x80070020))
+        {
+            // ERROR_SHARING_VIOLATION: .NET's flock emulation found the lock taken.
+            throw new JournalException($"another shoal is using the run directory {Path} (its lock {lockPath} is held); wait for it to end, or choose another --run-dir", e);
+        }
         catch (IOException e)
         {
-            throw new JournalException($"another shoal is using the run directory {Path} (its lock {lockPath} is held); wait for it to end, or choose another --run-dir", e);
+            throw new JournalException($"cannot write in the run directory {Path}: {e.Message}", e);
         }
         catch (UnauthorizedAccessException e)
         {

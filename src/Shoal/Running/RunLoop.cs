@@ -196,6 +196,9 @@ public sealed class RunLoop
 
     private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || (!_expectingWorkers && _launchers.Count == 0));
 
+    /// <summary>Why the journal stopped accepting rows, when it did (the run then stopped).</summary>
+    public string? JournalError { get; private set; }
+
     /// <summary>True when the run ended because every worker was lost with tasks still queued.</summary>
     public bool RanOutOfWorkers { get; private set; }
 
@@ -310,6 +313,14 @@ public sealed class RunLoop
 
     private void OnTick()
     {
+        if (JournalError is null && _journal.Failure is { } failure)
+        {
+            // Nothing more can be recorded (disk full, filesystem gone read-only): stop as for SIGTERM, so that
+            // no task runs whose result would be lost. What was recorded stays intact for the resume.
+            JournalError = failure.Message;
+            OnStop(Native.SIGTERM);
+        }
+
         var now = _time.GetTimestamp();
         while (_deadlines.TryPeek(out var entry, out var deadline) && deadline <= now)
         {

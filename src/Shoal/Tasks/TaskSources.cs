@@ -15,6 +15,9 @@ public static class TaskSources
     public const string DirectivePrefix = "#SHOAL";
     private const int MaxShapes = 256;
 
+    /// <summary>MAX_ARG_STRLEN: the kernel refuses a single exec argument of this many bytes (with its NUL) or more.</summary>
+    public const int MaxCommandBytes = 131_072;
+
     public static TaskList FromTaskFile(byte[] content, string origin)
     {
         // Sized from the line count up front: a million-line file must not grow lists by doubling.
@@ -74,6 +77,11 @@ public static class TaskSources
             if (!Utf8.IsValid(line))
             {
                 throw new TaskInputException($"{origin}:{lineNumber}: the line is not valid UTF-8");
+            }
+
+            if (line.Length >= MaxCommandBytes)
+            {
+                throw new TaskInputException($"{origin}:{lineNumber}: the command is {line.Length:N0} bytes long; Linux passes at most {MaxCommandBytes - 1:N0} bytes as one argument to the shell (put long scripts in a file)");
             }
 
             var shape = pending ?? TaskShape.Default;

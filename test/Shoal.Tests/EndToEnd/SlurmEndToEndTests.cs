@@ -107,6 +107,61 @@ public sealed class SlurmEndToEndTests : IDisposable
     }
 
     [Fact]
+    public async Task WorkerStoppedPastHeartbeat_IsDeclaredLost_LateResultsNotCounted()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 32).Select(_ => "sleep 0.5; echo $SHOAL_TASK_ID $SHOAL_ATTEMPT $(hostname) >> ran.log\n")));
+        var job = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt", "-N2", "-c4", "--export=ALL,SHOAL_HEARTBEAT_TIMEOUT=3");
+        int? stopped = null;
+        var continued = false;
+        await SlurmCluster.WaitAsync(job, TimeSpan.FromMinutes(2), () =>
+        {
+            if (stopped is null && File.Exists(_dir.File("ran.log")) && SlurmCluster.WorkerPid(job, "node2") is { } pid)
+            {
+                Shoal.Execution.Native.Kill(pid, 19); // SIGSTOP
+                stopped = pid;
+            }
+            else if (stopped is { } p && !continued && File.ReadAllText(_dir.File("job.out")).Contains("on node2 lost", StringComparison.Ordinal))
+            {
+                Shoal.Execution.Native.Kill(p, Shoal.Execution.Native.SIGCONT);
+                continued = true;
+            }
+        });
+
+        Assert.True(continued, "the stopped worker was never declared lost");
+        var output = File.ReadAllText(_dir.File("job.out"));
+        Assert.Contains("was silent for 3 s", output, StringComparison.Ordinal);
+        Assert.Contains("32 succeeded, 0 failed", output, StringComparison.Ordinal);
+        using var journal = RunJournal.Open(_dir.File("tasks.txt.shoal/journal.db"), create: false, readOnly: true);
+        var succeeded = journal.AllAttempts().Where(a => a.State == AttemptState.Succeeded).GroupBy(a => a.TaskId).ToList();
+        Assert.Equal(32, succeeded.Count);
+        Assert.All(succeeded, g => Assert.Single(g));
+    }
+
+    [Fact]
+    public async Task TimeLimitTerm_ThenResumeInAFreshAllocation_CompletesEachTaskOnce()
+    {
+        File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 80).Select(_ => "sleep 0.3; echo $SHOAL_TASK_ID $SHOAL_ATTEMPT >> ran.log\n")));
+        var first = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt --grace 2s", "-N2", "-c4");
+        await Eventually.True(() => File.Exists(_dir.File("ran.log")) && File.ReadAllLines(_dir.File("ran.log")).Length >= 16, "a fifth done", 60_000);
+        // What SLURM does at the time limit: TERM to every process of the job (batch script, leader, srun, workers, tasks).
+        SlurmCluster.Run("scancel", ["--signal=TERM", "--full", first]);
+        await SlurmCluster.WaitAsync(first, TimeSpan.FromMinutes(1));
+        var firstOutput = File.ReadAllText(_dir.File("job.out"));
+        Assert.Contains("stopped by signal 15", firstOutput, StringComparison.Ordinal);
+
+        File.Delete(_dir.File("job.out"));
+        var second = SlurmCluster.Submit(_dir.Path, $"{SlurmCluster.ShoalCommand} run tasks.txt", "-N2", "-c4");
+        await SlurmCluster.WaitAsync(second, TimeSpan.FromMinutes(2));
+        Assert.Contains("80 tasks:", File.ReadAllText(_dir.File("job.out")), StringComparison.Ordinal);
+
+        using var journal = RunJournal.Open(_dir.File("tasks.txt.shoal/journal.db"), create: false, readOnly: true);
+        var succeeded = journal.AllAttempts().Where(a => a.State == AttemptState.Succeeded).GroupBy(a => a.TaskId).ToDictionary(g => g.Key, g => g.Single().Attempt);
+        Assert.Equal(80, succeeded.Count);
+        var executions = File.ReadAllLines(_dir.File("ran.log")).Select(l => l.Split(' ')).GroupBy(p => int.Parse(p[0], CultureInfo.InvariantCulture));
+        Assert.All(executions, g => Assert.Equal(succeeded[g.Key], g.Max(p => int.Parse(p[1], CultureInfo.InvariantCulture))));
+    }
+
+    [Fact]
     public async Task LeaderKilled_WorkersKillTheirTasksAndExit_NoOrphans()
     {
         File.WriteAllText(_dir.File("tasks.txt"), string.Concat(Enumerable.Range(0, 8).Select(_ => "echo $$ >> pids.log; sleep 1000\n")));
