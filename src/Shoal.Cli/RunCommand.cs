@@ -79,6 +79,11 @@ internal static class RunCommand
             return Cli.Fail($"{e.Message} (use --local to ignore SLURM)");
         }
 
+        if (allocation is not null && (parse.GetValue(Slots) is not null || parse.GetValue(Gpus) is not null))
+        {
+            await Console.Error.WriteLineAsync("shoal: note: --slots and --gpus apply to single-machine runs; inside SLURM each node's share of the allocation decides (use --local to run on this machine only)").ConfigureAwait(false);
+        }
+
         var retries = parse.GetValue(Retries);
         if (retries < 0)
         {

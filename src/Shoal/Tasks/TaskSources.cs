@@ -30,23 +30,9 @@ public static class TaskSources
         TaskShape? pending = null;
         var pendingLine = 0;
 
-        var lineNumber = 0;
-        var position = 0;
-        while (position < content.Length)
+        foreach (var (lineNumber, start, length) in Lines(content))
         {
-            lineNumber++;
-            var newline = Array.IndexOf(content, (byte)'\n', position);
-            var end = newline < 0 ? content.Length : newline;
-            var length = end - position;
-            if (length > 0 && content[position + length - 1] == '\r')
-            {
-                length--;
-            }
-
-            var line = content.AsSpan(position, length);
-            var start = position;
-            position = newline < 0 ? content.Length : newline + 1;
-
+            var line = content.AsSpan(start, length);
             var trimmed = line.TrimStart(" \t"u8);
             if (trimmed.IsEmpty || trimmed.TrimEnd(" \t"u8).IsEmpty)
             {
@@ -120,22 +106,9 @@ public static class TaskSources
         var starts = new List<int>();
         var lengths = new List<int>();
         var lines = new List<int>();
-        var lineNumber = 0;
-        var position = 0;
-        while (position < content.Length)
+        foreach (var (lineNumber, start, length) in Lines(content))
         {
-            lineNumber++;
-            var newline = Array.IndexOf(content, (byte)'\n', position);
-            var end = newline < 0 ? content.Length : newline;
-            var length = end - position;
-            if (length > 0 && content[position + length - 1] == '\r')
-            {
-                length--;
-            }
-
-            var line = content.AsSpan(position, length);
-            var start = position;
-            position = newline < 0 ? content.Length : newline + 1;
+            var line = content.AsSpan(start, length);
             if (line.Trim(" \t"u8).IsEmpty)
             {
                 continue;
@@ -193,6 +166,27 @@ public static class TaskSources
 
         var ids = Enumerable.Range(1, count).ToArray();
         return new TaskList($"--range {range}", Encoding.ASCII.GetBytes(text.ToString()), starts, lengths, ids, new byte[count], [TaskShape.Default], ids, template);
+    }
+
+    /// <summary>The lines of <paramref name="content"/>: 1-based number, start, length without the LF or CRLF.</summary>
+    private static IEnumerable<(int Number, int Start, int Length)> Lines(byte[] content)
+    {
+        var number = 0;
+        var position = 0;
+        while (position < content.Length)
+        {
+            number++;
+            var newline = Array.IndexOf(content, (byte)'\n', position);
+            var end = newline < 0 ? content.Length : newline;
+            var length = end - position;
+            if (length > 0 && content[position + length - 1] == '\r')
+            {
+                length--;
+            }
+
+            yield return (number, position, length);
+            position = newline < 0 ? content.Length : newline + 1;
+        }
     }
 
     private static void RequirePlaceholder(string template)

@@ -120,7 +120,7 @@ public sealed class RunEndToEndTests : IDisposable
         Assert.Equal(1, r.ExitCode);
         Assert.Contains("2 (timed out)", r.Stderr, StringComparison.Ordinal);
         var child = int.Parse(File.ReadAllText(_dir.File("child.pid")).Trim(), CultureInfo.InvariantCulture);
-        await Eventually.True(() => !Alive(child), "the task's child was killed");
+        await Eventually.True(() => !Processes.Alive(child), "the task's child was killed");
         using var journal = RunJournal.Open(_dir.File("tasks.txt.shoal/journal.db"), create: false, readOnly: true);
         Assert.Equal(AttemptState.TimedOut, Assert.Single(journal.Attempts(2)).State);
         Assert.Equal(AttemptState.Succeeded, Assert.Single(journal.Attempts(3)).State);
@@ -241,19 +241,6 @@ public sealed class RunEndToEndTests : IDisposable
         var changed = await ShoalBinary.RunAsync(_dir.Path, "run", "tasks.txt");
         Assert.Equal(2, changed.ExitCode);
         Assert.Contains("changed since the run", changed.Stderr, StringComparison.Ordinal);
-    }
-
-    private static bool Alive(int pid)
-    {
-        try
-        {
-            var text = File.ReadAllText($"/proc/{pid}/stat");
-            return text[(text.LastIndexOf(')') + 2)] != 'Z';
-        }
-        catch (IOException)
-        {
-            return false;
-        }
     }
 
     public void Dispose() => _dir.Dispose();

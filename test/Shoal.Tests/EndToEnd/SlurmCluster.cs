@@ -92,18 +92,7 @@ public sealed class SlurmCluster
     /// <summary>The pid of the leader (shoal run in the batch script) of <paramref name="job"/>, or null.</summary>
     public static int? LeaderPid(string job) => FindShoal(job, cmd => cmd.Contains("\0run\0", StringComparison.Ordinal), null);
 
-    public static bool Alive(int pid)
-    {
-        try
-        {
-            var text = File.ReadAllText($"/proc/{pid}/stat");
-            return text[(text.LastIndexOf(')') + 2)] != 'Z';
-        }
-        catch (IOException)
-        {
-            return false;
-        }
-    }
+    public static bool Alive(int pid) => Support.Processes.Alive(pid);
 
     private static int? FindShoal(string job, Func<string, bool> command, string? node)
     {

@@ -79,7 +79,7 @@ public sealed class ProcessLauncherTests : IDisposable
 
         launcher.Signal(0, Native.SIGTERM);
         await Eventually.True(() => _exits.ContainsKey(0), "exit");
-        await Eventually.True(() => !ProcessAlive(child), "child gone");
+        await Eventually.True(() => !Processes.Alive(child), "child gone");
         Assert.Equal(Native.SIGTERM, _exits[0].Signal);
     }
 
@@ -91,7 +91,7 @@ public sealed class ProcessLauncherTests : IDisposable
         launcher.Launch(Request(0, $"sleep 300 & echo $! > {pidFile}"));
         await Eventually.True(() => _exits.ContainsKey(0), "exit");
         var child = int.Parse(File.ReadAllText(pidFile).Trim(), System.Globalization.CultureInfo.InvariantCulture);
-        await Eventually.True(() => !ProcessAlive(child), "background child killed");
+        await Eventually.True(() => !Processes.Alive(child), "background child killed");
     }
 
     [Fact]
@@ -103,26 +103,6 @@ public sealed class ProcessLauncherTests : IDisposable
         var e = _exits[0];
         Assert.Equal(127, e.ExitCode);
         Assert.Contains("cannot start /nonexistent/shell", Encoding.UTF8.GetString(Slice(0, true, e.ErrOffset, e.ErrLength)), StringComparison.Ordinal);
-    }
-
-    private static bool ProcessAlive(int pid)
-    {
-        var stat = $"/proc/{pid}/stat";
-        if (!File.Exists(stat))
-        {
-            return false;
-        }
-
-        try
-        {
-            // A zombie (Z) waiting for its reaper counts as gone.
-            var text = File.ReadAllText(stat);
-            return text[(text.LastIndexOf(')') + 2)] != 'Z';
-        }
-        catch (IOException)
-        {
-            return false;
-        }
     }
 
     public void Dispose() => _dir.Dispose();
