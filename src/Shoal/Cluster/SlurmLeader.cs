@@ -95,7 +95,24 @@ public sealed class SlurmLeader : IAsyncDisposable
                 _srunExit.TrySetResult((code, signal));
                 _loop.ExpectNoMoreWorkers();
             });
+        _ = WatchFirstWorkerAsync($"{leader}:{_server.Port}");
     }
+
+    /// <summary>Workers that cannot reach the leader (a firewall, the wrong interface) would leave the run waiting
+    /// for ever: give up after <see cref="FirstWorkerTimeout"/> with advice.</summary>
+    private async Task WatchFirstWorkerAsync(string address)
+    {
+        if (await Task.WhenAny(_srunExit.Task, Task.Delay(FirstWorkerTimeout)).ConfigureAwait(false) == _srunExit.Task || Volatile.Read(ref _nextWorker) > 0)
+        {
+            return;
+        }
+
+        Log($"no worker connected within {FirstWorkerTimeout.TotalSeconds:0} s: can the nodes reach {address}? (SHOAL_LEADER_ADDRESS sets the address they are given); stopping");
+        _loop.ExpectNoMoreWorkers();
+        ChildProcess.Signal(_srunPid, Native.SIGTERM);
+    }
+
+    private static TimeSpan FirstWorkerTimeout { get; } = TimeSpan.FromSeconds(120);
 
     private async Task OnWorkerAsync(RegisterMessage register, PeerConnection connection)
     {

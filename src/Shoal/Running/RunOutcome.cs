@@ -13,5 +13,6 @@ public sealed record RunOutcome(
     int StopSignal,
     IReadOnlyList<(int TaskId, int Status, bool TimedOut)> FirstFailures)
 {
-    public int ExitCode => StopSignal != 0 ? 128 + StopSignal : Failed + AlreadyFailed > 0 ? 1 : 0;
+    /// <summary>0 all succeeded; 1 some failed, or some never ran (every worker lost); 128+signal when stopped.</summary>
+    public int ExitCode => StopSignal != 0 ? 128 + StopSignal : Failed + AlreadyFailed + NotRun > 0 ? 1 : 0;
 }

@@ -259,6 +259,7 @@ public sealed class RunLoopTests : IDisposable
         var outcome = await run;
         Assert.True(loop.RanOutOfWorkers);
         Assert.Equal(3, outcome.NotRun);
+        Assert.Equal(1, outcome.ExitCode);
     }
 
     public void Dispose() => _dir.Dispose();
