@@ -91,6 +91,41 @@ public class TaskSourcesTests
     public void Template_WithoutPlaceholder_IsAnError() =>
         Assert.Throws<TaskInputException>(() => TaskSources.FromRange("1-3", "echo"));
 
+    /// <summary>Seeded random inputs, biased towards the bytes the parser cares about: either tasks or a
+    /// <see cref="TaskInputException"/> naming the origin and a line, never another exception.</summary>
+    [Fact]
+    public void FromTaskFile_RandomBytes_OnlyClearErrors()
+    {
+        var random = new Random(1234);
+        byte[] alphabet = [.. "#SHOAL cpus=gpus=timeout=1s\r\n\t {}"u8, 0, 0xff, 0xc3, 0x28, (byte)'a', (byte)'9'];
+        var parsed = 0;
+        for (var i = 0; i < 5000; i++)
+        {
+            var bytes = new byte[random.Next(0, 200)];
+            for (var k = 0; k < bytes.Length; k++)
+            {
+                bytes[k] = random.Next(4) == 0 ? (byte)random.Next(256) : alphabet[random.Next(alphabet.Length)];
+            }
+
+            try
+            {
+                var tasks = TaskSources.FromTaskFile(bytes, "fuzz");
+                parsed++;
+                for (var t = 0; t < tasks.Count; t++)
+                {
+                    Assert.DoesNotContain((byte)0, tasks.CommandBytes(t));
+                    Assert.InRange(tasks.Id(t), 1, bytes.Length + 1);
+                }
+            }
+            catch (TaskInputException e)
+            {
+                Assert.Matches(@"^fuzz:\d+: ", e.Message);
+            }
+        }
+
+        Assert.InRange(parsed, 1, 4999); // both outcomes were exercised
+    }
+
     [Fact]
     public void Fingerprint_AppendedTasks_KeepPrefixFingerprint()
     {
