@@ -228,12 +228,15 @@ public sealed class RunJournal : IDisposable
         return Convert.ToInt32(cmd.ExecuteScalar(), CultureInfo.InvariantCulture);
     }
 
-    /// <summary>Per worker of a session: busy milliseconds of its ended attempts, and start times of its running ones.</summary>
-    public List<(int Worker, long BusyMs, int Running)> WorkerBusy(int session)
+    /// <summary>Per worker of a session: busy milliseconds up to <paramref name="nowMs"/> (running attempts count until
+    /// then when <paramref name="countRunning"/>), and how many attempts are running.</summary>
+    public List<(int Worker, long BusyMs, int Running)> WorkerBusy(int session, long nowMs, bool countRunning)
     {
         using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT worker, sum(CASE WHEN state = 0 THEN 0 ELSE duration END), sum(state = 0) FROM attempt WHERE session = $s GROUP BY worker";
+        cmd.CommandText = "SELECT worker, sum(CASE WHEN state <> 0 THEN duration WHEN $r THEN max(0, $now - started) ELSE 0 END), sum(state = 0) FROM attempt WHERE session = $s GROUP BY worker";
         cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$now", nowMs);
+        cmd.Parameters.AddWithValue("$r", countRunning ? 1 : 0);
         using var r = cmd.ExecuteReader();
         var list = new List<(int, long, int)>();
         while (r.Read())

@@ -46,14 +46,11 @@ public sealed record RunStatus(
         var uses = new List<WorkerUse>();
         if (session is not null)
         {
-            var busy = journal.WorkerBusy(session.Id).ToDictionary(b => b.Worker);
-            var runningByWorker = journal.LongestRunning(int.MaxValue).Where(a => a.Session == session.Id)
-                .GroupBy(a => a.Worker).ToDictionary(g => g.Key, g => g.Sum(a => Math.Max(0, nowUnixMs - a.StartUnixMs)));
+            var busy = journal.WorkerBusy(session.Id, nowUnixMs, countRunning: active).ToDictionary(b => b.Worker);
             foreach (var w in workers)
             {
-                var ms = busy.TryGetValue(w.Id, out var b) ? b.BusyMs : 0;
-                ms += active ? runningByWorker.GetValueOrDefault(w.Id) : 0;
-                uses.Add(new WorkerUse(w.Id, w.Host, w.Slots, busy.TryGetValue(w.Id, out var bb) && active ? bb.Running : 0, ms / 1000.0 / (w.Slots * sessionSeconds)));
+                var (_, ms, runningHere) = busy.GetValueOrDefault(w.Id);
+                uses.Add(new WorkerUse(w.Id, w.Host, w.Slots, active ? runningHere : 0, ms / 1000.0 / (w.Slots * sessionSeconds)));
             }
         }
 

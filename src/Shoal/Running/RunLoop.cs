@@ -243,14 +243,14 @@ public sealed class RunLoop
             var attempt = ++_attempt[task];
             _state[task] = Active;
             var timeout = _tasks.Shape(task).Timeout ?? _options.Timeout;
-            _running[task] = new RunningTask(attempt, a, now);
+            _running[task] = new RunningTask(attempt, a);
             if (timeout is { } t)
             {
                 _deadlines.Enqueue((task, attempt), now + (long)(t.TotalSeconds * _time.TimestampFrequency));
             }
 
             _journal.Record(new AttemptRecord(_tasks.Id(task), attempt, AttemptState.Running, 0, nowMs, 0, _options.Session, a.Worker, a.Lane, 0, 0, 0, 0));
-            _launchers[a.Worker].Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null, timeout));
+            _launchers[a.Worker].Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null));
         }
     }
 
@@ -416,13 +416,11 @@ public sealed class RunLoop
         }
     }
 
-    private sealed class RunningTask(int attempt, Assignment assignment, long startTimestamp)
+    private sealed class RunningTask(int attempt, Assignment assignment)
     {
         public int Attempt { get; } = attempt;
 
         public Assignment Assignment { get; } = assignment;
-
-        public long StartTimestamp { get; } = startTimestamp;
 
         public bool TimedOut { get; set; }
 

@@ -11,7 +11,7 @@ public sealed record RunOptions
 
     public bool RetryFailed { get; init; }
 
-    /// <summary>Null: GPUs are not managed and CUDA_VISIBLE_DEVICES is left alone.</summary>
+    /// <summary>False: GPUs are not managed and tasks' CUDA_VISIBLE_DEVICES is left alone.</summary>
     public bool ManageGpus { get; init; }
 
     public int Session { get; init; } = 1;

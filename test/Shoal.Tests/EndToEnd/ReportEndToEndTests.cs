@@ -134,13 +134,7 @@ internal static class Chromium
     /// <summary>artifacts/ of the repository when there is one (CI keeps it), else the test's folder.</summary>
     public static string ArtifactDirectory()
     {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Shoal.slnx")))
-        {
-            dir = dir.Parent;
-        }
-
-        var path = dir is null ? AppContext.BaseDirectory : Path.Combine(dir.FullName, "artifacts");
+        var path = Repository.Root is { } root ? Path.Combine(root, "artifacts") : AppContext.BaseDirectory;
         Directory.CreateDirectory(path);
         return path;
     }

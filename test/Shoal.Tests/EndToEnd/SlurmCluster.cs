@@ -11,7 +11,7 @@ public sealed class SlurmCluster
 {
     public SlurmCluster()
     {
-        Root = FindRoot();
+        Root = Support.Repository.Root ?? throw new InvalidOperationException("cannot find the repository root (Shoal.slnx)");
         var r = Run("bash", [Path.Combine(Root, "ci/slurm/start-cluster")], new() { ["NODES"] = "2", ["CPUS"] = "4", ["GPUS"] = "2" }, TimeSpan.FromMinutes(5));
         if (r.ExitCode != 0)
         {
@@ -126,17 +126,6 @@ public sealed class SlurmCluster
         }
 
         return null;
-    }
-
-    private static string FindRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Shoal.slnx")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new InvalidOperationException("cannot find the repository root (Shoal.slnx)");
     }
 }
 
