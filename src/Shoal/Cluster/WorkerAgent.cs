@@ -50,18 +50,9 @@ public static class WorkerAgent
 
         connection.StartHeartbeat();
         var exits = Channel.CreateUnbounded<TaskExit>(new UnboundedChannelOptions { SingleReader = true });
-        var running = new HashSet<int>();
         var launcher = new ProcessLauncher(
             new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)),
-            exit =>
-            {
-                lock (running)
-                {
-                    running.Remove(exit.Task);
-                }
-
-                exits.Writer.TryWrite(exit);
-            });
+            exit => exits.Writer.TryWrite(exit));
         var sender = Task.Run(async () =>
         {
             var batch = new List<TaskExit>();
@@ -99,11 +90,6 @@ public static class WorkerAgent
                                 throw new ProtocolException($"the leader asked for lane {request.Lane} of {slots}");
                             }
 
-                            lock (running)
-                            {
-                                running.Add(request.Task);
-                            }
-
                             launcher.Launch(request);
                         }
 
@@ -127,16 +113,8 @@ public static class WorkerAgent
         }
         finally
         {
-            int[] left;
-            lock (running)
-            {
-                left = [.. running];
-            }
-
-            foreach (var task in left)
-            {
-                launcher.Signal(task, Native.SIGKILL);
-            }
+            // Start nothing that is still queued in the spawner threads, and end what runs: no unrecorded orphans.
+            launcher.Abort();
 
             exits.Writer.TryComplete();
             if (code == 0)

@@ -28,6 +28,7 @@ public sealed class ProcessLauncher : ITaskLauncher
     private readonly Dictionary<int, int> _pidOfTask = [];
     private readonly (int Out, int Err)[] _laneFds;
     private readonly TimeProvider _time;
+    private bool _aborted;
 
     public ProcessLauncher(ProcessLauncherOptions options, Action<TaskExit> onExit, TimeProvider? time = null)
     {
@@ -52,6 +53,20 @@ public sealed class ProcessLauncher : ITaskLauncher
 
     public void Launch(LaunchRequest request) => _queue.Add(request);
 
+    /// <summary>Starts nothing more (queued launches are dropped, a spawn in progress is killed as soon as it
+    /// returns) and SIGKILLs the process group of every running task: a worker whose leader is gone.</summary>
+    public void Abort()
+    {
+        lock (_lock)
+        {
+            _aborted = true;
+            foreach (var pid in _pidOfTask.Values)
+            {
+                Native.Kill(-pid, Native.SIGKILL);
+            }
+        }
+    }
+
     public void Signal(int task, int signal)
     {
         lock (_lock)
@@ -74,6 +89,11 @@ public sealed class ProcessLauncher : ITaskLauncher
 
     private void SpawnOne(Spawner spawner, LaunchRequest r)
     {
+        if (Volatile.Read(ref _aborted))
+        {
+            return;
+        }
+
         int outFd, errFd;
         try
         {
@@ -120,6 +140,10 @@ public sealed class ProcessLauncher : ITaskLauncher
         lock (_lock)
         {
             _pidOfTask[r.Task] = pid;
+            if (_aborted)
+            {
+                Native.Kill(-pid, Native.SIGKILL);
+            }
         }
 
         ChildProcesses.Instance.Register(pid, (status, endTimestamp) =>
