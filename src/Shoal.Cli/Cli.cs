@@ -25,9 +25,11 @@ internal static class Cli
             return BadInput;
         }
 
+        // ProcessTerminationTimeout = null: System.CommandLine would otherwise take SIGINT/SIGTERM and return from Main
+        // after 2 s, in the middle of a run's stop. `run` handles both signals itself (grace, KILL, journal, summary).
         try
         {
-            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false }).ConfigureAwait(false);
+            return await parse.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false, ProcessTerminationTimeout = null }).ConfigureAwait(false);
         }
         catch (Exception e) when (e is TaskInputException or JournalException)
         {

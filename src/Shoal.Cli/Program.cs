@@ -1,5 +1,8 @@
 using System.CommandLine;
 using Shoal.Cli;
+using Shoal.Execution;
+
+ChildProcess.TakeOverChildren();
 
 var root = new RootCommand("Shoal: run many short tasks on the cores and GPUs you have — a workstation or a SLURM allocation — with one journal that makes every run resumable.");
 root.Subcommands.Add(RunCommand.Create());

@@ -84,10 +84,16 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync("shoal: note: --slots and --gpus apply to single-machine runs; inside SLURM each node's share of the allocation decides (use --local to run on this machine only)").ConfigureAwait(false);
         }
 
-        var retries = parse.GetValue(Retries);
-        if (retries < 0)
+        var shell = ResolveShell(parse.GetValue(Shell)!);
+        if (shell is null)
         {
-            return Cli.Fail($"--retries {retries}: must be 0 or more");
+            return Cli.Fail($"--shell {parse.GetValue(Shell)}: no such executable program");
+        }
+
+        var retries = parse.GetValue(Retries);
+        if (retries is < 0 or > RunOptions.MaxRetries)
+        {
+            return Cli.Fail($"--retries {retries}: must be between 0 and {RunOptions.MaxRetries}");
         }
 
         var options = new RunOptions
@@ -117,6 +123,17 @@ internal static class RunCommand
         using var journal = RunJournal.Open(runDir.JournalPath, create: true);
         CheckSameTasks(journal, tasks, runDir);
         Trace("journal checked");
+        if (journal.Sessions().Any(s => s.Ended is null))
+        {
+            // An earlier shoal was killed: its tasks may still run here. End them before anything starts, or a task
+            // could run twice at once (they are recorded as interrupted and run again).
+            var survivors = Leftovers.EndTasksOf(runDir.Path, ParseDuration("--grace", parse.GetValue(Grace)!));
+            if (survivors.Count > 0)
+            {
+                await Console.Error.WriteLineAsync($"shoal: ended the processes of {survivors.Count} task(s) still running from an earlier shoal that did not end cleanly: {string.Join(", ", survivors.Take(20))}{(survivors.Count > 20 ? ", ..." : "")}").ConfigureAwait(false);
+            }
+        }
+
         var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host, Environment.ProcessId, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
         if (allocation is null)
         {
@@ -129,14 +146,14 @@ internal static class RunCommand
         var json = parse.GetValue(Output) == "json";
         using var writer = new JournalWriter(journal);
         var launcherOptions = new ProcessLauncherOptions(
-            parse.GetValue(Shell)!,
+            shell,
             runDir.LogDirectory(session),
             slots,
             [new("SHOAL_RUN_DIR", runDir.Path)],
             "w0-",
             SpawnerThreads());
         var loop = new RunLoop(tasks, options, journal, writer, TimeProvider.System);
-        await using var cluster = allocation is null ? null : new SlurmLeader(allocation, loop, writer, runDir, session, parse.GetValue(Shell)!, quiet);
+        await using var cluster = allocation is null ? null : new SlurmLeader(allocation, loop, writer, runDir, session, shell, quiet);
         if (cluster is null)
         {
             loop.AddWorker(workers[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
@@ -174,6 +191,11 @@ internal static class RunCommand
             }
         }
 
+        if (outcome.SpawnError is not null)
+        {
+            await Console.Error.WriteLineAsync($"shoal: error: {outcome.SpawnError}").ConfigureAwait(false);
+        }
+
         writer.Complete(); // throws (exit 2, clear message) when the journal could not be written
         journal.EndSession(session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
 
@@ -202,6 +224,15 @@ internal static class RunCommand
         {
             Console.Error.WriteLine($"shoal: {what}: allocated {GC.GetTotalAllocatedBytes() >> 20} MiB, heap {GC.GetTotalMemory(false) >> 20} MiB");
         }
+    }
+
+    /// <summary>The shell as a path (searched in PATH when it has no '/'), or null when it is not an executable file.</summary>
+    private static string? ResolveShell(string shell)
+    {
+        var candidates = shell.Contains('/', StringComparison.Ordinal)
+            ? [shell]
+            : (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, shell));
+        return candidates.FirstOrDefault(c => File.Exists(c) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(c) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0);
     }
 
     private static int SpawnerThreads() =>

@@ -14,6 +14,16 @@ internal static class Summary
         var rate = o.Elapsed.TotalSeconds > 0 ? (o.Succeeded + o.Failed) / o.Elapsed.TotalSeconds : 0;
         var before = o.AlreadyDone + o.AlreadyFailed > 0 ? $" ({o.AlreadyDone} succeeded and {o.AlreadyFailed} failed in earlier runs)" : "";
         output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"shoal: {o.Total} tasks: {o.Succeeded} succeeded, {o.Failed} failed, {o.Interrupted} interrupted, {o.NotRun} not run{before}; {Duration.Format(o.Elapsed)}, {rate:0.0} tasks/s"));
+        if (o.SpawnFailures > 0)
+        {
+            output.WriteLine($"shoal: {o.SpawnFailures} starts failed for lack of resources on the machine (not the tasks' fault) and were retried");
+        }
+
+        if (o.SpawnError is not null)
+        {
+            output.WriteLine($"shoal: {o.SpawnError}; run the same command again to finish");
+        }
+
         if (o.StopSignal != 0)
         {
             output.WriteLine($"shoal: stopped by signal {o.StopSignal}; run the same command again to resume (finished tasks are not rerun)");

@@ -15,10 +15,21 @@ public static class ChildProcess
         var file = Encoding.UTF8.GetBytes(path + "\0");
         var argv = new List<byte[]> { file };
         argv.AddRange(args.Select(a => Encoding.UTF8.GetBytes(a + "\0")));
-        var pid = spawner.Spawn(file, argv, environment, [], -1, -1);
+        var pid = spawner.Spawn(file, argv, environment, [], null, null);
         ChildProcesses.Instance.Register(pid, (status, _) =>
             onExit(Native.Exited(status) ? Native.ExitCode(status) : -1, Native.Exited(status) ? 0 : Native.TermSignal(status)));
         return pid;
+    }
+
+    /// <summary>Makes this process the owner of all its children; call first thing in Main, before .NET sets up its
+    /// signal handling. SIGCHLD goes back to its default disposition (started with it ignored, e.g.
+    /// <c>env --ignore-signal=CHLD</c>, the kernel would reap our children itself and .NET would reap every child on
+    /// its own, and no task's exit would ever be seen), and children we did not start (inherited across exec, or
+    /// orphans reparented to us as PID 1) are reaped and ignored.</summary>
+    public static void TakeOverChildren()
+    {
+        _ = Native.SetSignalDisposition(Native.SIGCHLD, Native.SIG_DFL);
+        ChildProcesses.ReapForeign = true;
     }
 
     /// <summary>Signals a helper's process group (it has its own, like tasks).</summary>

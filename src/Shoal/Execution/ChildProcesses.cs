@@ -5,9 +5,16 @@ namespace Shoal.Execution;
 
 /// <summary>
 /// Reaps every child this process starts with <see cref="Spawner"/>: one thread waits for any child to exit
-/// without reaping it (<c>waitid(P_ALL, WEXITED|WNOWAIT)</c>), reaps it with <c>wait4(pid)</c> only if it is one of
-/// ours, and hands the exit to the callback registered for its pid. Children of <c>System.Diagnostics.Process</c> in
-/// the same process (the test host has both) are left for .NET to reap: stealing them makes .NET fail fast.
+/// without reaping it (<c>waitid(P_ALL, WEXITED|WNOWAIT)</c>), reaps it with <c>wait4(pid)</c>, and hands the exit of
+/// one of ours to the callback registered for its pid.
+/// <para>A child that is not ours is one of three kinds. (1) A child of <c>System.Diagnostics.Process</c> in the same
+/// process (the test host has both): .NET reaps it, stealing it would make .NET fail fast, so it is left alone while
+/// <see cref="ReapForeign"/> is false. (2) Ours in the instant between posix_spawn's return and
+/// <see cref="EndSpawn"/>: the reaper waits until every spawn that was in flight when it first saw the pid has ended.
+/// (3) Anything else — a child inherited across exec (<c>sh -c 'cmd &amp; exec shoal …'</c>), an orphan reparented to us
+/// (shoal as PID 1 in a container, or a subreaper) — is reaped and forgotten when <see cref="ReapForeign"/> is true,
+/// as it is in the shoal binary, which starts no child any other way. Peeking at such a zombie for ever instead would
+/// hide the exits behind it (the run would hang).</para>
 /// A child can exit before its spawner registered the callback; that exit is parked until the registration arrives.
 /// </summary>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "A process-wide singleton that lives as long as the process.")]
@@ -19,19 +26,46 @@ internal sealed class ChildProcesses
     private readonly Dictionary<int, Action<int, long>> _callbacks = [];
     private readonly Dictionary<int, (int Status, long Timestamp)> _early = [];
     private readonly HashSet<int> _ours = [];
+    private readonly List<long> _spawning = [];
     private readonly SemaphoreSlim _live = new(0);
+    private long _nextTicket;
     private Thread? _reaper;
+    private long _foreignReaped;
 
-    /// <summary>Called by a spawner right after posix_spawn succeeded, before <see cref="Register"/>.</summary>
-    public void Started(int pid)
+    /// <summary>True: children that are not ours are reaped (set by the shoal binary, which owns all its children).</summary>
+    public static bool ReapForeign { get; set; }
+
+    /// <summary>Foreign children reaped so far (for tests).</summary>
+    public long ForeignReaped => Interlocked.Read(ref _foreignReaped);
+
+    /// <summary>Called right before posix_spawn; returns a ticket for <see cref="EndSpawn"/>.</summary>
+    public long BeginSpawn()
     {
         EnsureReaper();
         lock (_lock)
         {
-            _ours.Add(pid);
+            var ticket = _nextTicket++;
+            _spawning.Add(ticket);
+            return ticket;
+        }
+    }
+
+    /// <summary>Called right after posix_spawn with the child's pid (0 when it failed), before <see cref="Register"/>.</summary>
+    public void EndSpawn(long ticket, int pid)
+    {
+        lock (_lock)
+        {
+            _spawning.Remove(ticket);
+            if (pid > 0)
+            {
+                _ours.Add(pid);
+            }
         }
 
-        _live.Release();
+        if (pid > 0)
+        {
+            _live.Release();
+        }
     }
 
     /// <summary>Registers the exit callback (status, Stopwatch timestamp) of a started child.</summary>
@@ -71,6 +105,8 @@ internal sealed class ChildProcesses
     private unsafe void Reap()
     {
         var info = stackalloc byte[Native.SigInfoSize];
+        var unknownPid = 0;
+        var unknownSeenAt = 0L;
         while (true)
         {
             _live.Wait();
@@ -81,7 +117,8 @@ internal sealed class ChildProcesses
                 new Span<byte>(info, Native.SigInfoSize).Clear();
                 if (Native.WaitId(Native.P_ALL, 0, info, Native.WEXITED | Native.WNOWAIT) != 0)
                 {
-                    // EINTR: again. ECHILD cannot happen while _live counts one of ours; do not spin if it does.
+                    // EINTR: again. ECHILD cannot happen while _live counts one of ours (SIGCHLD is not ignored:
+                    // the binary resets it at start); do not spin if it does.
                     if (Marshal.GetLastPInvokeError() != Native.EINTR)
                     {
                         Thread.Sleep(10);
@@ -92,23 +129,46 @@ internal sealed class ChildProcesses
 
                 pid = *(int*)(info + Native.SigInfoPidOffset);
                 bool ours;
+                bool maybeOurs;
                 lock (_lock)
                 {
                     ours = _ours.Remove(pid);
+                    if (!ours && pid != unknownPid)
+                    {
+                        // First sight: any spawn in flight now may yet turn out to have started it.
+                        unknownPid = pid;
+                        unknownSeenAt = _nextTicket;
+                    }
+
+                    maybeOurs = !ours && _spawning.Exists(t => t < unknownSeenAt);
                 }
 
-                if (!ours)
+                if (ours)
                 {
-                    // Someone else's child (.NET will reap it), or ours in the instant before Started(): look again shortly.
+                    unknownPid = 0;
+                    while (Native.Wait4(pid, out status, 0, null) < 0 && Marshal.GetLastPInvokeError() == Native.EINTR)
+                    {
+                    }
+
+                    break;
+                }
+
+                if (maybeOurs)
+                {
+                    Thread.Yield();
+                }
+                else if (ReapForeign)
+                {
+                    // Not ours and never will be: reap it so that it stops hiding the exits behind it.
+                    _ = Native.Wait4(pid, out _, Native.WNOHANG, null);
+                    Interlocked.Increment(ref _foreignReaped);
+                    unknownPid = 0;
+                }
+                else
+                {
+                    // A child of System.Diagnostics.Process: .NET reaps it; look again shortly.
                     Thread.Sleep(1);
-                    continue;
                 }
-
-                while (Native.Wait4(pid, out status, 0, null) < 0 && Marshal.GetLastPInvokeError() == Native.EINTR)
-                {
-                }
-
-                break;
             }
 
             var now = Stopwatch.GetTimestamp();

@@ -14,9 +14,17 @@ internal static unsafe partial class Native
     public const int SIGTERM = 15;
     public const int SIGCONT = 18;
 
+    public const int SIGCHLD = 17;
+    public const int SIGIO = 29;
+
     public const int EINTR = 4;
     public const int ECHILD = 10;
     public const int ESRCH = 3;
+    public const int EAGAIN = 11;
+    public const int EINVAL = 22;
+    public const int ENOMEM = 12;
+    public const int ENFILE = 23;
+    public const int EMFILE = 24;
 
     public const int O_RDONLY = 0;
     public const int O_WRONLY = 1;
@@ -97,6 +105,39 @@ internal static unsafe partial class Native
 
     [LibraryImport("libc", EntryPoint = "getpid")]
     public static partial int GetPid();
+
+    [LibraryImport("libc", EntryPoint = "getpgrp")]
+    public static partial int GetPgrp();
+
+    public const int P_PID = 1;
+    public const int WNOHANG = 1;
+
+    public const int F_SETLEASE = 1024;
+    public const int F_RDLCK = 0;
+    public const int F_UNLCK = 2;
+
+    [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
+    public static partial int Fcntl(int fd, int command, int argument);
+
+    /// <summary>signal(2): only to reset a disposition to SIG_DFL (0) or SIG_IGN (1) before .NET installs its handlers.</summary>
+    [LibraryImport("libc", EntryPoint = "signal")]
+    public static partial nint SetSignalDisposition(int signal, nint handler);
+
+    public const nint SIG_DFL = 0;
+    public const nint SIG_IGN = 1;
+
+    /// <summary>True when <paramref name="pid"/> (our child) has already exited: a zombie not yet reaped, or reaped.</summary>
+    public static bool HasExited(int pid)
+    {
+        var info = stackalloc byte[SigInfoSize];
+        new Span<byte>(info, SigInfoSize).Clear();
+        if (WaitId(P_PID, pid, info, WEXITED | WNOHANG | WNOWAIT) != 0)
+        {
+            return Marshal.GetLastPInvokeError() == ECHILD;
+        }
+
+        return *(int*)(info + SigInfoPidOffset) == pid;
+    }
 
     public const int SEEK_END = 2;
 

@@ -9,13 +9,21 @@ namespace Shoal.Execution;
 /// <summary>
 /// Runs attempts as real processes: <c>SHELL -c COMMAND</c> in its own process group, stdout and stderr appended to
 /// the per-lane log files of <see cref="ProcessLauncherOptions.LogDirectory"/> (one lane runs one task at a time, so
-/// an attempt's output is the byte range its lane's log grew by). When the main process exits, whatever it left in its
-/// process group is killed (as SLURM does at the end of a step), so no leftover writes into the next task's range.
-/// Several spawning threads, because one thread tops out near half the achievable spawn rate.
+/// an attempt's output is the byte range its lane's log grew by). Several spawning threads, because one thread tops
+/// out near half the achievable spawn rate.
+/// <para>Exact attribution. Each attempt opens the lane logs itself (in the child, by posix_spawn), so only the task
+/// and what it started hold them for writing; Shoal holds them read-only. When the task's main process exits, the
+/// rest of its process group is killed (as SLURM does at the end of a step), then Shoal asks the kernel whether any
+/// process still has the logs open for writing: a read lease (<c>F_SETLEASE F_RDLCK</c>) is granted only if none
+/// does. If one does — a process that left the group (<c>setsid</c>, GNU <c>timeout</c>) — or leftovers had to be
+/// killed, the lane moves to a fresh pair of log files (generation + 1, recorded with each attempt), so nothing a
+/// finished task left behind can ever write into a later task's range; the holders are then found through /proc
+/// and killed. Where leases are not available (some network filesystems), only process-group leftovers are detected.
+/// Cost: two opens in the child and four fcntl calls per attempt.</para>
 /// </summary>
 public sealed class ProcessLauncher : ITaskLauncher
 {
-    private static readonly string[] OwnVariables = ["SHOAL_TASK_ID", "SHOAL_ATTEMPT", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES"];
+    private static readonly string[] OwnVariables = ["SHOAL_TASK_ID", "SHOAL_ATTEMPT", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES", "SHOAL_SECRET"];
 
     private readonly ProcessLauncherOptions _options;
     private readonly Action<TaskExit> _onExit;
@@ -25,10 +33,18 @@ public sealed class ProcessLauncher : ITaskLauncher
     private readonly BlockingCollection<LaunchRequest> _queue = [];
     private readonly Thread[] _spawners;
     private readonly Lock _lock = new();
-    private readonly Dictionary<int, int> _pidOfTask = [];
-    private readonly (int Out, int Err)[] _laneFds;
+    private readonly Dictionary<int, Running> _running = [];
+    private readonly LaneLogs[] _lanes;
     private readonly TimeProvider _time;
     private bool _aborted;
+    private int _leasesUnsupported;
+
+    static ProcessLauncher()
+    {
+        // A lease holder gets SIGIO when someone opens the file for writing while it holds the lease (for the few
+        // microseconds of a check): its default action would end Shoal. Tasks get every signal's default back.
+        _ = Native.SetSignalDisposition(Native.SIGIO, Native.SIG_IGN);
+    }
 
     public ProcessLauncher(ProcessLauncherOptions options, Action<TaskExit> onExit, TimeProvider? time = null)
     {
@@ -37,8 +53,12 @@ public sealed class ProcessLauncher : ITaskLauncher
         _time = time ?? TimeProvider.System;
         _shell = Encoding.UTF8.GetBytes(options.Shell + "\0");
         _environment = new EnvironmentBlock(OwnVariables, options.ExtraEnvironment);
-        _laneFds = new (int, int)[options.Lanes];
-        Array.Fill(_laneFds, (-1, -1));
+        _lanes = new LaneLogs[options.Lanes];
+        for (var i = 0; i < _lanes.Length; i++)
+        {
+            _lanes[i] = new LaneLogs();
+        }
+
         Directory.CreateDirectory(options.LogDirectory);
         _spawners = new Thread[Math.Max(1, options.SpawnerThreads)];
         for (var i = 0; i < _spawners.Length; i++)
@@ -48,10 +68,36 @@ public sealed class ProcessLauncher : ITaskLauncher
         }
     }
 
-    public static string LogPath(string directory, string prefix, int lane, bool stderr) =>
-        Path.Combine(directory, string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{(stderr ? "err" : "out")}"));
+    /// <summary>The log of <paramref name="lane"/> in generation <paramref name="log"/>: <c>w0-007.out</c>, then
+    /// <c>w0-007.1.out</c>, <c>w0-007.2.out</c>… once a task left a process holding the previous one.</summary>
+    public static string LogPath(string directory, string prefix, int lane, bool stderr, int log = 0) =>
+        Path.Combine(directory, log == 0
+            ? string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{(stderr ? "err" : "out")}")
+            : string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{log}.{(stderr ? "err" : "out")}"));
+
+    /// <summary>Lane logs abandoned because a task's leftover still held them (for tests and the summary).</summary>
+    public int Rotations { get; private set; }
 
     public void Launch(LaunchRequest request) => _queue.Add(request);
+
+    /// <summary>Sends <paramref name="signal"/> to the task's process group, and notes that our signal reached it —
+    /// unless its main process had already exited (its own exit came first).</summary>
+    public void Signal(int task, int signal)
+    {
+        lock (_lock)
+        {
+            if (_running.TryGetValue(task, out var run))
+            {
+                if (!run.Signalled && Native.HasExited(run.Pid))
+                {
+                    return;
+                }
+
+                run.Signalled = true;
+                Native.Kill(-run.Pid, signal);
+            }
+        }
+    }
 
     /// <summary>Starts nothing more (queued launches are dropped, a spawn in progress is killed as soon as it
     /// returns) and SIGKILLs the process group of every running task: a worker whose leader is gone.</summary>
@@ -60,20 +106,9 @@ public sealed class ProcessLauncher : ITaskLauncher
         lock (_lock)
         {
             _aborted = true;
-            foreach (var pid in _pidOfTask.Values)
+            foreach (var run in _running.Values)
             {
-                Native.Kill(-pid, Native.SIGKILL);
-            }
-        }
-    }
-
-    public void Signal(int task, int signal)
-    {
-        lock (_lock)
-        {
-            if (_pidOfTask.TryGetValue(task, out var pid))
-            {
-                Native.Kill(-pid, signal);
+                Native.Kill(-run.Pid, Native.SIGKILL);
             }
         }
     }
@@ -94,20 +129,27 @@ public sealed class ProcessLauncher : ITaskLauncher
             return;
         }
 
-        int outFd, errFd;
+        LaneLogs lane;
+        int log;
         try
         {
-            (outFd, errFd) = LaneFds(r.Lane);
+            lock (_lock)
+            {
+                lane = _lanes[r.Lane];
+                lane.Open(_options.LogDirectory, _options.LogPrefix, r.Lane);
+                log = lane.Generation;
+            }
         }
-        catch (IOException)
+        catch (SpawnException e)
         {
-            // The lane's log cannot be opened (disk full, folder gone): the attempt fails without output.
-            _onExit(new TaskExit(r.Task, r.Attempt, 127, 0, _time.GetUtcNow().ToUnixTimeMilliseconds(), 0, r.Lane, 0, 0, 0, 0, SpawnFailed: true));
+            // The lane's log cannot be opened (too many open files, disk full, folder gone): the machine's failure.
+            // (Errors that persist make the run loop give the worker up after a while, with this errno's text.)
+            _onExit(new TaskExit(r.Task, r.Attempt, e.Errno, 0, _time.GetUtcNow().ToUnixTimeMilliseconds(), 0, r.Lane, 0, 0, 0, 0, SpawnFailed: true));
             return;
         }
 
-        var outStart = Native.LSeek(outFd, 0, Native.SEEK_END);
-        var errStart = Native.LSeek(errFd, 0, Native.SEEK_END);
+        var outStart = Native.LSeek(lane.OutFd, 0, Native.SEEK_END);
+        var errStart = Native.LSeek(lane.ErrFd, 0, Native.SEEK_END);
         var startUnixMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         var startTimestamp = Stopwatch.GetTimestamp();
         var command = new byte[r.Command.Length + 1];
@@ -126,20 +168,28 @@ public sealed class ProcessLauncher : ITaskLauncher
         int pid;
         try
         {
-            pid = spawner.Spawn(_shell, [_shell, _dashC, command], _environment, env, outFd, errFd);
+            pid = spawner.Spawn(_shell, [_shell, _dashC, command], _environment, env, lane.OutPath, lane.ErrPath);
         }
-        catch (IOException e)
+        catch (SpawnException e) when (IsMachineFailure(e.Errno))
         {
-            // The task could not start at all (shell missing, out of processes): a failed attempt, explained in its stderr.
+            // Out of processes, memory or descriptors: the machine's failure, not the task's. The run loop retries later.
+            _onExit(new TaskExit(r.Task, r.Attempt, e.Errno, 0, startUnixMs, 0, r.Lane, 0, 0, 0, 0, SpawnFailed: true, Log: log));
+            return;
+        }
+        catch (SpawnException e)
+        {
+            // The shell is missing or not executable: a failed attempt (exit 127, as a shell says), explained in its stderr.
             var message = Encoding.UTF8.GetBytes($"shoal: {e.Message}\n");
-            RandomAccess.Write(new Microsoft.Win32.SafeHandles.SafeFileHandle(errFd, ownsHandle: false), message, errStart);
-            _onExit(new TaskExit(r.Task, r.Attempt, 127, 0, startUnixMs, 0, r.Lane, outStart, 0, errStart, message.Length, SpawnFailed: true));
+            AppendTo(lane.ErrPathString, message);
+            var errEnd = Native.LSeek(lane.ErrFd, 0, Native.SEEK_END);
+            _onExit(new TaskExit(r.Task, r.Attempt, 127, 0, startUnixMs, 0, r.Lane, outStart, 0, errStart, errEnd - errStart, Log: log));
             return;
         }
 
+        var run = new Running(pid);
         lock (_lock)
         {
-            _pidOfTask[r.Task] = pid;
+            _running[r.Task] = run;
             if (_aborted)
             {
                 Native.Kill(-pid, Native.SIGKILL);
@@ -148,15 +198,23 @@ public sealed class ProcessLauncher : ITaskLauncher
 
         ChildProcesses.Instance.Register(pid, (status, endTimestamp) =>
         {
+            bool signalled;
             lock (_lock)
             {
-                _pidOfTask.Remove(r.Task);
+                _running.Remove(r.Task);
+                signalled = run.Signalled;
             }
 
             // Leftovers of the task's process group must not write into the lane after this attempt's range ends.
-            Native.Kill(-pid, Native.SIGKILL);
-            var outEnd = Native.LSeek(outFd, 0, Native.SEEK_END);
-            var errEnd = Native.LSeek(errFd, 0, Native.SEEK_END);
+            var leftovers = Native.Kill(-pid, Native.SIGKILL) == 0;
+            var outEnd = Native.LSeek(lane.OutFd, 0, Native.SEEK_END);
+            var errEnd = Native.LSeek(lane.ErrFd, 0, Native.SEEK_END);
+            var held = !leftovers && StillHeld(lane);
+            if (leftovers || held)
+            {
+                Rotate(lane, log, held);
+            }
+
             var exited = Native.Exited(status);
             _onExit(new TaskExit(
                 r.Task,
@@ -169,37 +227,80 @@ public sealed class ProcessLauncher : ITaskLauncher
                 outStart,
                 outEnd - outStart,
                 errStart,
-                errEnd - errStart));
+                errEnd - errStart,
+                Log: log,
+                Signalled: signalled));
         });
     }
 
-    private (int Out, int Err) LaneFds(int lane)
-    {
-        lock (_lock)
-        {
-            var fds = _laneFds[lane];
-            if (fds.Out < 0)
-            {
-                fds = (OpenLog(LogPath(_options.LogDirectory, _options.LogPrefix, lane, false)), OpenLog(LogPath(_options.LogDirectory, _options.LogPrefix, lane, true)));
-                _laneFds[lane] = fds;
-            }
+    /// <summary>errno values that say the machine is out of something (processes, memory, descriptors), so that the
+    /// same start may well work a moment later.</summary>
+    public static bool IsMachineFailure(int errno) => errno is Native.EAGAIN or Native.ENOMEM or Native.EMFILE or Native.ENFILE or Native.EINTR;
 
-            return fds;
+    private static void AppendTo(string path, byte[] bytes)
+    {
+        try
+        {
+            using var file = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.ReadWrite);
+            file.Write(bytes);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
         }
     }
 
-    private static unsafe int OpenLog(string path)
+    /// <summary>Whether some process still has either log of the lane open for writing (a read lease is refused).</summary>
+    private bool StillHeld(LaneLogs lane)
     {
-        var bytes = Encoding.UTF8.GetBytes(path + "\0");
-        fixed (byte* p = bytes)
+        if (Volatile.Read(ref _leasesUnsupported) != 0)
         {
-            var fd = Native.Open(p, Native.O_WRONLY | Native.O_CREAT | Native.O_APPEND | Native.O_CLOEXEC, 0b110_100_100);
-            if (fd < 0)
+            return false;
+        }
+
+        foreach (var fd in (ReadOnlySpan<int>)[lane.OutFd, lane.ErrFd])
+        {
+            if (Native.Fcntl(fd, Native.F_SETLEASE, Native.F_RDLCK) == 0)
             {
-                throw new IOException($"cannot open {path}: {Marshal.GetPInvokeErrorMessage(Marshal.GetLastPInvokeError())}");
+                _ = Native.Fcntl(fd, Native.F_SETLEASE, Native.F_UNLCK);
+                continue;
             }
 
-            return fd;
+            if (Marshal.GetLastPInvokeError() == Native.EAGAIN)
+            {
+                return true;
+            }
+
+            // EINVAL and the like: this filesystem has no leases; fall back to process-group leftovers only.
+            Volatile.Write(ref _leasesUnsupported, 1);
+            return false;
+        }
+
+        return false;
+    }
+
+    /// <summary>Moves the lane to fresh log files; if a process outside the task's group still holds the old ones,
+    /// finds and kills it (in the background: it is rare, and scanning /proc must not delay other exits).</summary>
+    private void Rotate(LaneLogs lane, int log, bool hunt)
+    {
+        string outPath, errPath;
+        lock (_lock)
+        {
+            if (lane.Generation != log)
+            {
+                return;
+            }
+
+            // As the kernel names them: what the holders' /proc/PID/fd links show, symlinks resolved.
+            outPath = Leftovers.NameOfDescriptor(lane.OutFd) ?? lane.OutPathString;
+            errPath = Leftovers.NameOfDescriptor(lane.ErrFd) ?? lane.ErrPathString;
+            lane.Close();
+            lane.Generation++;
+            Rotations++;
+        }
+
+        if (hunt)
+        {
+            _ = Task.Run(() => Leftovers.KillHolders([outPath, errPath]));
         }
     }
 
@@ -213,19 +314,99 @@ public sealed class ProcessLauncher : ITaskLauncher
 
         lock (_lock)
         {
-            foreach (var (o, e) in _laneFds)
+            foreach (var lane in _lanes)
             {
-                if (o >= 0)
-                {
-                    _ = Native.Close(o);
-                    _ = Native.Close(e);
-                }
+                lane.Close();
             }
-
-            Array.Fill(_laneFds, (-1, -1));
         }
 
         _environment.Dispose();
         _queue.Dispose();
+    }
+
+    private sealed class Running(int pid)
+    {
+        public int Pid { get; } = pid;
+
+        public bool Signalled { get; set; }
+    }
+
+    /// <summary>One lane's log pair of the current generation: the paths children open, and our read-only descriptors.</summary>
+    private sealed class LaneLogs
+    {
+        public int Generation { get; set; }
+
+        public int OutFd { get; private set; } = -1;
+
+        public int ErrFd { get; private set; } = -1;
+
+        public byte[] OutPath { get; private set; } = [];
+
+        public byte[] ErrPath { get; private set; } = [];
+
+        public string OutPathString { get; private set; } = "";
+
+        public string ErrPathString { get; private set; } = "";
+
+        public void Open(string directory, string prefix, int lane)
+        {
+            if (OutFd >= 0)
+            {
+                return;
+            }
+
+            OutPathString = LogPath(directory, prefix, lane, stderr: false, Generation);
+            ErrPathString = LogPath(directory, prefix, lane, stderr: true, Generation);
+            var outFd = OpenReadOnly(OutPathString);
+            int errFd;
+            try
+            {
+                errFd = OpenReadOnly(ErrPathString);
+            }
+            catch
+            {
+                _ = Native.Close(outFd);
+                throw;
+            }
+
+            (OutFd, ErrFd) = (outFd, errFd);
+            OutPath = Encoding.UTF8.GetBytes(OutPathString + "\0");
+            ErrPath = Encoding.UTF8.GetBytes(ErrPathString + "\0");
+        }
+
+        public void Close()
+        {
+            if (OutFd >= 0)
+            {
+                _ = Native.Close(OutFd);
+                _ = Native.Close(ErrFd);
+                (OutFd, ErrFd) = (-1, -1);
+            }
+        }
+
+        private static unsafe int OpenReadOnly(string path)
+        {
+            var bytes = Encoding.UTF8.GetBytes(path + "\0");
+            fixed (byte* p = bytes)
+            {
+                // Create it (a task that writes nothing still has a log), then keep only a read-only descriptor.
+                var w = Native.Open(p, Native.O_WRONLY | Native.O_CREAT | Native.O_APPEND | Native.O_CLOEXEC, 0b110_100_100);
+                if (w < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    throw new SpawnException(errno, $"cannot open {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+                }
+
+                _ = Native.Close(w);
+                var fd = Native.Open(p, Native.O_RDONLY | Native.O_CLOEXEC, 0);
+                if (fd < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    throw new SpawnException(errno, $"cannot open {path}: {Marshal.GetPInvokeErrorMessage(errno)}");
+                }
+
+                return fd;
+            }
+        }
     }
 }

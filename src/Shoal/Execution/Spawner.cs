@@ -11,6 +11,7 @@ namespace Shoal.Execution;
 internal sealed unsafe class Spawner : IDisposable
 {
     private static readonly byte[] DevNull = "/dev/null\0"u8.ToArray();
+    private const int LogMode = 0b110_100_100;
     private readonly void* _attr;
     private readonly void* _actions;
     private bool _disposed;
@@ -36,9 +37,12 @@ internal sealed unsafe class Spawner : IDisposable
         }
     }
 
-    /// <summary>Starts a child. Each of <paramref name="argv"/>, <paramref name="envp"/> must end with a NUL byte.
-    /// Returns the pid; throws <see cref="IOException"/> with the errno text when the child cannot start.</summary>
-    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, int stdoutFd, int stderrFd)
+    /// <summary>Starts a child. Each of <paramref name="argv"/>, <paramref name="envp"/> and the paths must end with a
+    /// NUL byte. The child opens <paramref name="stdoutPath"/> and <paramref name="stderrPath"/> itself (O_APPEND),
+    /// so each attempt holds open file descriptions of its own: the kernel then tells whether anything still holds
+    /// them after the task ended (see <see cref="ProcessLauncher"/>). Null: inherit ours.
+    /// Returns the pid; throws <see cref="SpawnException"/> with the errno when the child cannot start.</summary>
+    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, byte[]? stdoutPath, byte[]? stderrPath)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var handles = new List<GCHandle>(argv.Count + envp.Count + 2);
@@ -64,25 +68,29 @@ internal sealed unsafe class Spawner : IDisposable
             {
                 fixed (byte* devNull = DevNull)
                 fixed (byte* pathPtr = path)
+                fixed (byte* outPtr = stdoutPath)
+                fixed (byte* errPtr = stderrPath)
                 {
                     Check(Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0), "addopen");
-                    if (stdoutFd >= 0)
+                    if (stdoutPath is not null)
                     {
-                        Check(Native.FileActionsAddDup2(_actions, stdoutFd, 1), "adddup2");
+                        Check(Native.FileActionsAddOpen(_actions, 1, outPtr, Native.O_WRONLY | Native.O_APPEND | Native.O_CREAT, LogMode), "addopen");
                     }
 
-                    if (stderrFd >= 0)
+                    if (stderrPath is not null)
                     {
-                        Check(Native.FileActionsAddDup2(_actions, stderrFd, 2), "adddup2");
+                        Check(Native.FileActionsAddOpen(_actions, 2, errPtr, Native.O_WRONLY | Native.O_APPEND | Native.O_CREAT, LogMode), "addopen");
                     }
 
+                    // Between posix_spawn's return and EndSpawn the reaper may see this child exit: it waits for us.
+                    var ticket = ChildProcesses.Instance.BeginSpawn();
                     var rc = Native.PosixSpawn(out var pid, pathPtr, _actions, _attr, argvPtr, envPtr);
+                    ChildProcesses.Instance.EndSpawn(ticket, rc == 0 ? pid : 0);
                     if (rc != 0)
                     {
-                        throw new IOException($"cannot start {Encoding.UTF8.GetString(path).TrimEnd('\0')}: {Marshal.GetPInvokeErrorMessage(rc)}");
+                        throw new SpawnException(rc, $"cannot start {Encoding.UTF8.GetString(path).TrimEnd('\0')}: {Marshal.GetPInvokeErrorMessage(rc)}");
                     }
 
-                    ChildProcesses.Instance.Started(pid);
                     return pid;
                 }
             }
@@ -127,4 +135,10 @@ internal sealed unsafe class Spawner : IDisposable
             NativeMemory.Free(_actions);
         }
     }
+}
+
+/// <summary>A child could not be started; <see cref="Errno"/> says why (EAGAIN: process limit, ENOMEM, EMFILE...).</summary>
+public sealed class SpawnException(int errno, string message) : IOException(message)
+{
+    public int Errno { get; } = errno;
 }

@@ -43,6 +43,12 @@ internal static class Migrations
             err_len INTEGER NOT NULL,
             PRIMARY KEY(task, attempt)) WITHOUT ROWID;
         """,
+
+        // 2: the lane log generation of an attempt (a lane moves to fresh log files when a task's leftover process
+        // still holds the old ones). 0 for every attempt before; costs nothing in a row while it is 0.
+        """
+        ALTER TABLE attempt ADD COLUMN log INTEGER NOT NULL DEFAULT 0;
+        """,
     ];
 
     public static int Latest => All.Length;

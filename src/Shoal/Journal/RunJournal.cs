@@ -35,6 +35,9 @@ public sealed class RunJournal : IDisposable
         Path = path;
     }
 
+    /// <summary>The schema version of the file (a read-only open of an older journal is not migrated).</summary>
+    private int _version = Migrations.Latest;
+
     public string Path { get; }
 
     /// <summary>Opens (creating when <paramref name="create"/>) and migrates the journal; throws <see cref="JournalException"/>
@@ -63,10 +66,12 @@ public sealed class RunJournal : IDisposable
                 throw new JournalException($"{path} was written by a newer Shoal (journal schema {version}; this Shoal reads up to {Migrations.Latest}). Use that Shoal, or start a new run with --run-dir.");
             }
 
+            journal._version = version;
             if (!readOnly)
             {
                 journal.Execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
                 journal.Migrate(version);
+                journal._version = Migrations.Latest;
             }
             else if (version == 0)
             {
@@ -279,7 +284,8 @@ public sealed class RunJournal : IDisposable
     private List<AttemptRecord> Query(string where, params (string Name, object Value)[] parameters)
     {
         using var cmd = _connection.CreateCommand();
-        cmd.CommandText = $"SELECT task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len FROM attempt {where}";
+        var log = _version >= 2 ? "log" : "0";
+        cmd.CommandText = $"SELECT task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len, {log} FROM attempt {where}";
         foreach (var (name, value) in parameters)
         {
             cmd.Parameters.AddWithValue(name, value);
@@ -291,7 +297,7 @@ public sealed class RunJournal : IDisposable
         {
             list.Add(new AttemptRecord(
                 r.GetInt32(0), r.GetInt32(1), (AttemptState)r.GetInt32(2), r.GetInt32(3), r.GetInt64(4), r.GetInt64(5),
-                r.GetInt32(6), r.GetInt32(7), r.GetInt32(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12)));
+                r.GetInt32(6), r.GetInt32(7), r.GetInt32(8), r.GetInt64(9), r.GetInt64(10), r.GetInt64(11), r.GetInt64(12), r.GetInt32(13)));
         }
 
         return list;
@@ -305,7 +311,7 @@ public sealed class RunJournal : IDisposable
         var db = _connection.Handle!;
         if (_upsert is null)
         {
-            Check(raw.sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO attempt(task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)", out var statement), db);
+            Check(raw.sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO attempt(task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len, log) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", out var statement), db);
             _upsert = statement;
         }
 
@@ -325,6 +331,7 @@ public sealed class RunJournal : IDisposable
             raw.sqlite3_bind_int64(st, 11, row.OutLength);
             raw.sqlite3_bind_int64(st, 12, row.ErrOffset);
             raw.sqlite3_bind_int64(st, 13, row.ErrLength);
+            raw.sqlite3_bind_int64(st, 14, row.Log);
             var rc = raw.sqlite3_step(st);
             raw.sqlite3_reset(st);
             if (rc != raw.SQLITE_DONE)

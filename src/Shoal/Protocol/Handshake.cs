@@ -12,7 +12,7 @@ namespace Shoal.Protocol;
 /// </summary>
 public static class Handshake
 {
-    public const int Version = 1;
+    public const int Version = 2;
     public const int NonceSize = 32;
     public static readonly byte[] Magic = "SHOAL"u8.ToArray();
     private const int RoleWorker = 1;

@@ -128,7 +128,8 @@ public static class ExitsMessage
         foreach (var e in exits)
         {
             w.Int(e.Task).Int(e.Attempt).Int(e.ExitCode).Int(e.Signal).Long(e.StartUnixMs).Long(e.DurationMs).Int(e.Lane)
-                .Long(e.OutOffset).Long(e.OutLength).Long(e.ErrOffset).Long(e.ErrLength).Int(e.SpawnFailed ? 1 : 0);
+                .Long(e.OutOffset).Long(e.OutLength).Long(e.ErrOffset).Long(e.ErrLength)
+                .Int((e.SpawnFailed ? 1 : 0) | (e.Signalled ? 2 : 0)).Int(e.Log);
         }
 
         return w.Written;
@@ -146,7 +147,9 @@ public static class ExitsMessage
         var list = new List<TaskExit>(n);
         for (var i = 0; i < n; i++)
         {
-            list.Add(new TaskExit(r.Int(), r.Int(), r.Int(), r.Int(), r.Long(), r.Long(), r.Int(), r.Long(), r.Long(), r.Long(), r.Long(), worker, r.Int() != 0));
+            var (task, attempt, code, signal, start, duration, lane) = (r.Int(), r.Int(), r.Int(), r.Int(), r.Long(), r.Long(), r.Int());
+            var (outOffset, outLength, errOffset, errLength, flags, log) = (r.Long(), r.Long(), r.Long(), r.Long(), r.Int(), r.Int());
+            list.Add(new TaskExit(task, attempt, code, signal, start, duration, lane, outOffset, outLength, errOffset, errLength, worker, (flags & 1) != 0, log, (flags & 2) != 0));
         }
 
         r.End();

@@ -35,17 +35,28 @@ public sealed class RunLoop
     private readonly List<Assignment> _decisions = [];
     private readonly List<(int, int, bool)> _firstFailures = [];
     private readonly Dictionary<int, ITaskLauncher> _launchers = [];
+    private readonly Dictionary<int, SpawnTrouble> _spawnTrouble = [];
+    private readonly List<RecentDeath> _recentDeaths = [];
     private bool _expectingWorkers = true;
     private int _succeeded;
     private int _failed;
     private int _interrupted;
     private int _stopSignal;
     private long _stopKillAt = long.MaxValue;
+    private long _stopGiveUpAt = long.MaxValue;
+    private int _spawnFailures;
+    private string? _spawnError;
+
+    /// <summary>A task killed by one of these signals shortly before our own stop request arrived was most likely
+    /// killed by the same stop (SLURM's time limit sends TERM to every process of the job at once).</summary>
+    private static readonly TimeSpan StopRace = TimeSpan.FromSeconds(2);
 
     /// <summary>Reads the journal (to skip what finished before); workers join through <see cref="AddWorker"/>.</summary>
     public RunLoop(TaskList tasks, RunOptions options, RunJournal journal, JournalWriter writer, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(journal);
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.Retries, RunOptions.MaxRetries);
         _tasks = tasks;
         _options = options;
         _journal = writer;
@@ -191,7 +202,11 @@ public sealed class RunLoop
             notRun,
             _time.GetElapsedTime(started),
             _stopSignal,
-            _firstFailures);
+            _firstFailures)
+        {
+            SpawnFailures = _spawnFailures,
+            SpawnError = _spawnError,
+        };
     }
 
     private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || (!_expectingWorkers && _launchers.Count == 0));
@@ -243,7 +258,7 @@ public sealed class RunLoop
             var attempt = ++_attempt[task];
             _state[task] = Active;
             var timeout = _tasks.Shape(task).Timeout ?? _options.Timeout;
-            _running[task] = new RunningTask(attempt, a);
+            _running[task] = new RunningTask(attempt, a, now);
             if (timeout is { } t)
             {
                 _deadlines.Enqueue((task, attempt), now + (long)(t.TotalSeconds * _time.TimestampFrequency));
@@ -264,10 +279,27 @@ public sealed class RunLoop
 
         _running.Remove(task);
         var a = _scheduler.Release(task);
+        if (exit.SpawnFailed)
+        {
+            OnSpawnFailed(task, run, exit);
+            return;
+        }
+
+        if (_spawnTrouble.TryGetValue(exit.Worker, out var trouble) && run.Started > trouble.LastFailure)
+        {
+            _spawnTrouble.Remove(exit.Worker); // it started a process again
+        }
+
         var status = exit.Signal != 0 ? -exit.Signal : exit.ExitCode;
         AttemptState state;
-        if (run.Interrupted)
+        if (status == 0 && !exit.Signalled)
         {
+            // Its own clean exit came before any signal of ours reached it (a stop or a timeout raced with its end).
+            state = AttemptState.Succeeded;
+        }
+        else if (run.Interrupted)
+        {
+            // Includes a task that caught our TERM and exited 0: it answered the stop, its work may be unfinished.
             state = AttemptState.Interrupted;
         }
         else if (run.TimedOut)
@@ -279,7 +311,8 @@ public sealed class RunLoop
             state = status == 0 ? AttemptState.Succeeded : AttemptState.Failed;
         }
 
-        _journal.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, state, status, exit.StartUnixMs, exit.DurationMs, _options.Session, a.Worker, exit.Lane, exit.OutOffset, exit.OutLength, exit.ErrOffset, exit.ErrLength));
+        var record = new AttemptRecord(_tasks.Id(task), exit.Attempt, state, status, exit.StartUnixMs, exit.DurationMs, _options.Session, a.Worker, exit.Lane, exit.OutOffset, exit.OutLength, exit.ErrOffset, exit.ErrLength, exit.Log);
+        _journal.Record(record);
         switch (state)
         {
             case AttemptState.Succeeded:
@@ -291,6 +324,11 @@ public sealed class RunLoop
                 _interrupted++;
                 break;
             default:
+                if (state == AttemptState.Failed && _stopSignal == 0 && IsStopSignal(exit, status))
+                {
+                    _recentDeaths.Add(new RecentDeath(task, record, _time.GetTimestamp()));
+                }
+
                 if (_failures[task] < _options.Retries && _stopSignal == 0)
                 {
                     _failures[task]++;
@@ -309,6 +347,55 @@ public sealed class RunLoop
 
                 break;
         }
+    }
+
+    /// <summary>Killed by TERM/INT/HUP/KILL, or a shell reporting its child was (128+n): what a job-wide stop does.</summary>
+    private static bool IsStopSignal(TaskExit exit, int status) =>
+        exit.Signal is Native.SIGTERM or Native.SIGINT or Native.SIGKILL or 1 || status is 128 + Native.SIGTERM or 128 + Native.SIGINT or 128 + 1;
+
+    /// <summary>The attempt never started: the machine's failure (process or open-file limit), not the task's. It is
+    /// recorded as interrupted and queued again; the worker gets no new task for a backoff that doubles with each
+    /// failure in a row (50 ms to 5 s). A worker that starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given
+    /// up: lost (its tasks go to other workers), and the run ends if it was the last.</summary>
+    private void OnSpawnFailed(int task, RunningTask run, TaskExit exit)
+    {
+        var now = _time.GetTimestamp();
+        _spawnFailures++;
+        _journal.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, AttemptState.Interrupted, 0, exit.StartUnixMs, 0, _options.Session, exit.Worker, exit.Lane, 0, 0, 0, 0, exit.Log));
+        if (_stopSignal == 0)
+        {
+            _state[task] = Queued;
+            _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
+        }
+        else
+        {
+            _state[task] = Pending;
+        }
+
+        if (!_spawnTrouble.TryGetValue(exit.Worker, out var trouble))
+        {
+            trouble = new SpawnTrouble { First = now };
+            _spawnTrouble[exit.Worker] = trouble;
+        }
+
+        if (run.Started < trouble.LastFailure)
+        {
+            return; // one of a burst started before the last backoff: it does not double the wait again
+        }
+
+        trouble.Streak++;
+        trouble.LastFailure = now;
+        trouble.Message = System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(exit.ExitCode);
+        if (_time.GetElapsedTime(trouble.First, now) >= _options.SpawnGiveUp)
+        {
+            _spawnError = $"worker {exit.Worker} could not start any task for {_options.SpawnGiveUp.TotalSeconds:0.#} s ({trouble.Message}; a process or open-file limit? see ulimit -u and ulimit -n); gave it up";
+            OnWorkerLost(exit.Worker);
+            return;
+        }
+
+        var backoff = Math.Min(5000, 50 << Math.Min(trouble.Streak - 1, 10));
+        trouble.ResumeAt = now + (long)(backoff / 1000.0 * _time.TimestampFrequency);
+        _scheduler.Pause(exit.Worker, true);
     }
 
     private void OnTick()
@@ -342,18 +429,53 @@ public sealed class RunLoop
             }
         }
 
+        foreach (var (worker, trouble) in _spawnTrouble)
+        {
+            if (trouble.ResumeAt != 0 && now >= trouble.ResumeAt)
+            {
+                trouble.ResumeAt = 0;
+                _scheduler.Pause(worker, false);
+            }
+        }
+
+        _recentDeaths.RemoveAll(d => _time.GetElapsedTime(d.At, now) > StopRace);
         if (now >= _stopKillAt)
         {
             _stopKillAt = long.MaxValue;
             KillAll(Native.SIGKILL);
         }
+
+        if (now >= _stopGiveUpAt)
+        {
+            _stopGiveUpAt = long.MaxValue;
+            AbandonRunning();
+        }
+    }
+
+    /// <summary>The stop's KILL went out <see cref="RunOptions.StopDrain"/> ago and some exits never came (a worker
+    /// that stopped answering): record those attempts as interrupted and end without them.</summary>
+    private void AbandonRunning()
+    {
+        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        foreach (var (task, run) in _running.ToList())
+        {
+            _running.Remove(task);
+            var a = _scheduler.Release(task);
+            _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, a.Worker, a.Lanes[0], 0, 0, 0, 0));
+            _state[task] = Pending;
+            _interrupted++;
+        }
     }
 
     private void OnStop(int signal)
     {
+        var now = _time.GetTimestamp();
         if (_stopSignal != 0)
         {
-            KillAll(Native.SIGKILL); // asked twice: do not wait for the grace period
+            // Asked twice: do not wait for the rest of the grace period.
+            _stopKillAt = long.MaxValue;
+            KillAll(Native.SIGKILL);
+            _stopGiveUpAt = Math.Min(_stopGiveUpAt, now + (long)(_options.StopDrain.TotalSeconds * _time.TimestampFrequency));
             return;
         }
 
@@ -365,7 +487,44 @@ public sealed class RunLoop
             Signal(task, Native.SIGTERM);
         }
 
-        _stopKillAt = _time.GetTimestamp() + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency);
+        ReclassifyRecentDeaths(now);
+        _stopKillAt = now + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency);
+        _stopGiveUpAt = _stopKillAt + (long)(_options.StopDrain.TotalSeconds * _time.TimestampFrequency);
+    }
+
+    /// <summary>Tasks that died of TERM/INT/HUP/KILL just before this stop arrived were most likely killed by the same
+    /// stop (SLURM's time limit signals every process of the job; the task's exit can reach us before our own
+    /// signal handler does): record them as interrupted, so the resume reruns them, instead of as failed.</summary>
+    private void ReclassifyRecentDeaths(long now)
+    {
+        foreach (var death in _recentDeaths)
+        {
+            if (_time.GetElapsedTime(death.At, now) > StopRace || _state[death.Task] == Succeeded)
+            {
+                continue; // too long ago to be this stop's doing, or its retry has succeeded since
+            }
+
+            var task = death.Task;
+            _journal.Record(death.Record with { State = AttemptState.Interrupted });
+            _interrupted++;
+            switch (_state[task])
+            {
+                case Failed:
+                    _failed--;
+                    _firstFailures.RemoveAll(f => f.Item1 == death.Record.TaskId);
+                    _state[task] = Pending;
+                    break;
+                case Queued:
+                    _failures[task]--;
+                    _state[task] = Pending;
+                    break;
+                default:
+                    _failures[task]--; // its retry is running and is being interrupted too
+                    break;
+            }
+        }
+
+        _recentDeaths.Clear();
     }
 
     private void KillAll(int signal)
@@ -416,9 +575,11 @@ public sealed class RunLoop
         }
     }
 
-    private sealed class RunningTask(int attempt, Assignment assignment)
+    private sealed class RunningTask(int attempt, Assignment assignment, long started)
     {
         public int Attempt { get; } = attempt;
+
+        public long Started { get; } = started;
 
         public Assignment Assignment { get; } = assignment;
 
@@ -426,4 +587,19 @@ public sealed class RunLoop
 
         public bool Interrupted { get; set; }
     }
+
+    private sealed class SpawnTrouble
+    {
+        public long First { get; init; }
+
+        public long LastFailure { get; set; }
+
+        public long ResumeAt { get; set; }
+
+        public int Streak { get; set; }
+
+        public string Message { get; set; } = "";
+    }
+
+    private readonly record struct RecentDeath(int Task, AttemptRecord Record, long At);
 }

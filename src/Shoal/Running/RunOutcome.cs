@@ -13,6 +13,12 @@ public sealed record RunOutcome(
     int StopSignal,
     IReadOnlyList<(int TaskId, int Status, bool TimedOut)> FirstFailures)
 {
+    /// <summary>Attempts that could not start (the machine's failure: a process or open-file limit) and were retried.</summary>
+    public int SpawnFailures { get; init; }
+
+    /// <summary>Why the run stopped starting tasks on a worker for good, when it did.</summary>
+    public string? SpawnError { get; init; }
+
     /// <summary>0 all succeeded; 1 some failed, or some never ran (every worker lost); 128+signal when stopped.</summary>
     public int ExitCode => StopSignal != 0 ? 128 + StopSignal : Failed + AlreadyFailed + NotRun > 0 ? 1 : 0;
 }

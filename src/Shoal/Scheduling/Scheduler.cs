@@ -58,6 +58,15 @@ public sealed class Scheduler
         return lost;
     }
 
+    /// <summary>Pauses or resumes a worker: while paused it gets no new tasks; its running tasks are unaffected.</summary>
+    public void Pause(int id, bool paused)
+    {
+        if (_workers.Find(w => w.Id == id) is { } w)
+        {
+            w.Paused = paused;
+        }
+    }
+
     /// <summary>True when some worker is large enough for the shape, busy or not.</summary>
     public bool CouldEverFit(TaskShape shape) => _workers.Any(w => w.CouldEverFit(shape.Cpus, shape.Gpus));
 

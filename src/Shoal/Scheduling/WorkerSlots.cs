@@ -32,7 +32,10 @@ internal sealed class WorkerSlots
 
     public int FreeGpus { get; private set; }
 
-    public bool Fits(int cpus, int gpus) => FreeLanes >= cpus && FreeGpus >= gpus;
+    /// <summary>A paused worker gets no new tasks (it could not start processes; the run loop backs off).</summary>
+    public bool Paused { get; set; }
+
+    public bool Fits(int cpus, int gpus) => !Paused && FreeLanes >= cpus && FreeGpus >= gpus;
 
     public bool CouldEverFit(int cpus, int gpus) => Slots >= cpus && Gpus.Length >= gpus;
 

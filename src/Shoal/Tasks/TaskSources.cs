@@ -168,11 +168,12 @@ public static class TaskSources
         return new TaskList($"--range {range}", Encoding.ASCII.GetBytes(text.ToString()), starts, lengths, ids, new byte[count], [TaskShape.Default], ids, template);
     }
 
-    /// <summary>The lines of <paramref name="content"/>: 1-based number, start, length without the LF or CRLF.</summary>
+    /// <summary>The lines of <paramref name="content"/>: 1-based number, start, length without the LF or CRLF.
+    /// A UTF-8 byte-order mark at the very start (Windows editors write one) is not part of line 1.</summary>
     private static IEnumerable<(int Number, int Start, int Length)> Lines(byte[] content)
     {
         var number = 0;
-        var position = 0;
+        var position = content.AsSpan().StartsWith("\uFEFF"u8) ? 3 : 0;
         while (position < content.Length)
         {
             number++;

@@ -1,0 +1,231 @@
+using System.Globalization;
+
+namespace Shoal.Execution;
+
+/// <summary>
+/// Finds processes through /proc. Used on rare paths only (a task left a process outside its process group that
+/// still holds its log; a resume finds tasks of an earlier, killed shoal still running), never per task.
+/// </summary>
+public static class Leftovers
+{
+    /// <summary>SIGKILLs every process (and its process group) that has one of <paramref name="paths"/> open, as the
+    /// kernel names them in /proc/PID/fd. A few passes, since a holder may fork while we look. Returns how many.</summary>
+    public static int KillHolders(IReadOnlyList<string> paths)
+    {
+        var ownGroup = Native.GetPgrp();
+        var killed = 0;
+        for (var pass = 0; pass < 3; pass++)
+        {
+            var found = 0;
+            foreach (var pid in Pids())
+            {
+                if (!Holds(pid, paths))
+                {
+                    continue;
+                }
+
+                found++;
+                var group = ProcessGroup(pid);
+                if (group > 1 && group != ownGroup)
+                {
+                    Native.Kill(-group, Native.SIGKILL);
+                }
+
+                Native.Kill(pid, Native.SIGKILL);
+            }
+
+            killed += found;
+            if (found == 0)
+            {
+                break;
+            }
+
+            Thread.Sleep(20);
+        }
+
+        return killed;
+    }
+
+    /// <summary>
+    /// Ends the processes of tasks of the run in <paramref name="runDir"/> that are still running on this machine
+    /// (an earlier shoal was killed with -9 and its tasks, in process groups of their own, outlived it): found by the
+    /// <c>SHOAL_RUN_DIR</c> and <c>SHOAL_TASK_ID</c> their environment started with, so a reused pid is never taken for
+    /// one of them. TERM to each one's process group, up to <paramref name="grace"/> to exit, then KILL. Returns the
+    /// task ids whose processes were found.
+    /// </summary>
+    public static IReadOnlyList<int> EndTasksOf(string runDir, TimeSpan grace)
+    {
+        var ownGroup = Native.GetPgrp();
+        var found = new List<(int Pid, int Group, int Task)>();
+        foreach (var pid in Pids())
+        {
+            if (InitialEnvironment(pid) is { } env && env.TryGetValue("SHOAL_RUN_DIR", out var dir) && dir == runDir
+                && env.TryGetValue("SHOAL_TASK_ID", out var id) && int.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var task))
+            {
+                found.Add((pid, ProcessGroup(pid), task));
+            }
+        }
+
+        if (found.Count == 0)
+        {
+            return [];
+        }
+
+        void SignalAll(int signal)
+        {
+            foreach (var (pid, group, _) in found)
+            {
+                if (group > 1 && group != ownGroup)
+                {
+                    Native.Kill(-group, signal);
+                }
+
+                Native.Kill(pid, signal);
+            }
+        }
+
+        bool AllGone() => found.All(f => IsGone(f.Pid));
+        SignalAll(Native.SIGTERM);
+        var deadline = DateTime.UtcNow + grace;
+        while (!AllGone() && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(20);
+        }
+
+        if (!AllGone())
+        {
+            SignalAll(Native.SIGKILL);
+            var killDeadline = DateTime.UtcNow + TimeSpan.FromSeconds(2);
+            while (!AllGone() && DateTime.UtcNow < killDeadline)
+            {
+                Thread.Sleep(20);
+            }
+        }
+
+        return [.. found.Select(f => f.Task).Distinct().Order()];
+    }
+
+    /// <summary>True when the process no longer runs (gone, or a zombie waiting for its parent).</summary>
+    public static bool IsGone(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            var state = stat[(stat.LastIndexOf(')') + 2)..];
+            return state.Length == 0 || state[0] is 'Z' or 'X';
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return true;
+        }
+    }
+
+    /// <summary>The kernel's name of an open descriptor of ours (what other processes' /proc/PID/fd links show).</summary>
+    public static string? NameOfDescriptor(int fd)
+    {
+        try
+        {
+            return new FileInfo($"/proc/self/fd/{fd}").LinkTarget;
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Every pid in /proc but ours.</summary>
+    public static IEnumerable<int> Pids()
+    {
+        var self = System.Environment.ProcessId;
+        string[] entries;
+        try
+        {
+            entries = Directory.GetDirectories("/proc");
+        }
+        catch (IOException)
+        {
+            yield break;
+        }
+
+        foreach (var entry in entries)
+        {
+            if (int.TryParse(Path.GetFileName(entry), NumberStyles.None, CultureInfo.InvariantCulture, out var pid) && pid != self)
+            {
+                yield return pid;
+            }
+        }
+    }
+
+    /// <summary>The process group of <paramref name="pid"/> (0 when it is gone), from /proc/PID/stat.</summary>
+    public static int ProcessGroup(int pid)
+    {
+        try
+        {
+            var stat = File.ReadAllText($"/proc/{pid}/stat");
+            // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so count from the last ')'.
+            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            return int.Parse(fields[2], CultureInfo.InvariantCulture);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        {
+            return 0;
+        }
+    }
+
+    /// <summary>The environment <paramref name="pid"/> started with, or null when it cannot be read.</summary>
+    public static Dictionary<string, string>? InitialEnvironment(int pid)
+    {
+        try
+        {
+            var raw = File.ReadAllBytes($"/proc/{pid}/environ");
+            var env = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (var entry in System.Text.Encoding.UTF8.GetString(raw).Split('\0', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var eq = entry.IndexOf('=', StringComparison.Ordinal);
+                if (eq > 0)
+                {
+                    env[entry[..eq]] = entry[(eq + 1)..];
+                }
+            }
+
+            return env;
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return null;
+        }
+    }
+
+    private static bool Holds(int pid, IReadOnlyList<string> paths)
+    {
+        string[] fds;
+        try
+        {
+            fds = Directory.GetFiles($"/proc/{pid}/fd");
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return false;
+        }
+
+        foreach (var fd in fds)
+        {
+            string? target;
+            try
+            {
+                target = new FileInfo(fd).LinkTarget;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                continue;
+            }
+
+            if (target is not null && paths.Contains(target))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}
