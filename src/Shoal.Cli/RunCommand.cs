@@ -104,6 +104,10 @@ internal static class RunCommand
             RetryFailed = parse.GetValue(RetryFailed),
             ManageGpus = gpus.Count > 0,
         };
+        if (double.TryParse(Environment.GetEnvironmentVariable("SHOAL_SPAWN_GIVE_UP"), System.Globalization.CultureInfo.InvariantCulture, out var giveUp) && giveUp > 0)
+        {
+            options = options with { SpawnGiveUp = TimeSpan.FromSeconds(giveUp) }; // tests and impatient admins
+        }
 
         var host = Environment.MachineName;
         WorkerInfo[] workers = allocation is null

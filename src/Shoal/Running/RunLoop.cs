@@ -46,6 +46,7 @@ public sealed class RunLoop
     private long _stopGiveUpAt = long.MaxValue;
     private int _spawnFailures;
     private string? _spawnError;
+    private bool _noMoreStarts;
 
     /// <summary>A task killed by one of these signals shortly before our own stop request arrived was most likely
     /// killed by the same stop (SLURM's time limit sends TERM to every process of the job at once).</summary>
@@ -173,7 +174,7 @@ public sealed class RunLoop
                     Handle(e);
                 }
 
-                if (_stopSignal == 0)
+                if (_stopSignal == 0 && !_noMoreStarts)
                 {
                     StartWhatFits();
                 }
@@ -209,7 +210,7 @@ public sealed class RunLoop
         };
     }
 
-    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || (!_expectingWorkers && _launchers.Count == 0));
+    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || _noMoreStarts || (!_expectingWorkers && _launchers.Count == 0));
 
     /// <summary>Why the journal stopped accepting rows, when it did (the run then stopped).</summary>
     public string? JournalError { get; private set; }
@@ -388,8 +389,20 @@ public sealed class RunLoop
         trouble.Message = System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(exit.ExitCode);
         if (_time.GetElapsedTime(trouble.First, now) >= _options.SpawnGiveUp)
         {
-            _spawnError = $"worker {exit.Worker} could not start any task for {_options.SpawnGiveUp.TotalSeconds:0.#} s ({trouble.Message}; a process or open-file limit? see ulimit -u and ulimit -n); gave it up";
-            OnWorkerLost(exit.Worker);
+            _spawnError = $"worker {exit.Worker} could not start any task for {_options.SpawnGiveUp.TotalSeconds:0.#} s ({trouble.Message}; a process or open-file limit? see ulimit -u and ulimit -n)";
+            if (_launchers.Count > 1)
+            {
+                OnWorkerLost(exit.Worker); // the others go on; its running tasks are requeued
+            }
+            else
+            {
+                // The only worker: start nothing more, let what runs finish, end with the rest not run (exit 1).
+                _noMoreStarts = true;
+                _scheduler.ClearQueue();
+                _scheduler.Pause(exit.Worker, true);
+                trouble.ResumeAt = 0;
+            }
+
             return;
         }
 

@@ -130,6 +130,171 @@ public sealed class RunLoopTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(false, AttemptState.Succeeded)]
+    [InlineData(true, AttemptState.Interrupted)]
+    public async Task Stop_ExitZero_IsSuccessOnlyWhenItCameBeforeOurSignal(bool signalled, AttemptState expected)
+    {
+        var (loop, journal, writer) = Build("a\n");
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "started");
+            Launcher.DieOnSignal = false;
+            loop.RequestStop(Native.SIGTERM);
+            await Eventually.True(() => Launcher.Signals.Count == 1, "TERM sent");
+            Launcher.Finish(0, exitCode: 0, signalled: signalled);
+            await run;
+            writer.Complete();
+            var a = Assert.Single(journal.Attempts(1));
+            Assert.Equal((expected, 0), (a.State, a.Status));
+        }
+    }
+
+    [Theory]
+    [InlineData(false, AttemptState.Succeeded)]
+    [InlineData(true, AttemptState.TimedOut)]
+    public async Task Timeout_ExitZero_IsSuccessOnlyWhenItCameBeforeOurSignal(bool signalled, AttemptState expected)
+    {
+        var (loop, journal, writer) = Build("#SHOAL timeout=1s\na\n");
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "started");
+            Launcher.DieOnSignal = false;
+            _time.Advance(TimeSpan.FromSeconds(1.2));
+            await Eventually.True(() => Launcher.Signals.Count == 1, "TERM sent");
+            Launcher.Finish(0, exitCode: 0, signalled: signalled);
+            await run;
+            writer.Complete();
+            Assert.Equal(expected, Assert.Single(journal.Attempts(2)).State);
+        }
+    }
+
+    [Fact]
+    public async Task Stop_RightAfterATaskDiedOfSigterm_RecordsItInterruptedNotFailed()
+    {
+        // SLURM's time limit TERMs every process of the job: a task's death can reach the loop before our own stop.
+        var (loop, journal, writer) = Build("a\nb\n", new RunOptions { Retries = 0 }, slots: 2);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "started");
+            Launcher.Finish(0, exitCode: -1, signal: Native.SIGTERM);
+            _time.Advance(TimeSpan.FromMilliseconds(300));
+            loop.RequestStop(Native.SIGTERM);
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(0, outcome.Failed);
+            Assert.Equal(2, outcome.Interrupted);
+            Assert.Empty(outcome.FirstFailures);
+            Assert.Equal(2, journal.LatestAttempts([AttemptState.Interrupted]).Count);
+        }
+    }
+
+    [Fact]
+    public async Task Stop_ATaskThatDiedOfSigtermLongBefore_StaysFailed()
+    {
+        var (loop, journal, writer) = Build("a\nb\n", slots: 2);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "started");
+            Launcher.Finish(0, exitCode: -1, signal: Native.SIGTERM);
+            await Eventually.True(() => loop.Progress.Failed == 1, "failure seen");
+            _time.Advance(TimeSpan.FromSeconds(5));
+            loop.RequestStop(Native.SIGTERM);
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(1, outcome.Failed);
+            Assert.Equal(AttemptState.Failed, Assert.Single(journal.Attempts(1)).State);
+        }
+    }
+
+    [Fact]
+    public async Task Stop_WorkerThatNeverAnswers_IsGivenUpAfterGraceAndDrain_TasksInterrupted()
+    {
+        var (loop, journal, writer) = Build("a\n", new RunOptions { Grace = TimeSpan.FromSeconds(3), StopDrain = TimeSpan.FromSeconds(5) });
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "started");
+            Launcher.DieOnSignal = false; // a silent remote worker: no exit ever comes
+            loop.RequestStop(Native.SIGTERM);
+            await Eventually.True(() => Launcher.Signals.Count == 1, "TERM");
+            _time.Advance(TimeSpan.FromSeconds(3.2));
+            await Eventually.True(() => Launcher.Signals.Count == 2, "KILL after the grace");
+            Assert.False(run.IsCompleted);
+            _time.Advance(TimeSpan.FromSeconds(5.2));
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal(1, outcome.Interrupted);
+            Assert.Equal(AttemptState.Interrupted, Assert.Single(journal.Attempts(1)).State);
+        }
+    }
+
+    [Fact]
+    public async Task SpawnFailure_IsRequeuedWithBackoff_NotATaskFailure()
+    {
+        var (loop, journal, writer) = Build("a\n", new RunOptions { Retries = 0 });
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 1, "started");
+            Launcher.Finish(0, exitCode: Native.EAGAIN, spawnFailed: true);
+            await Task.Delay(100);
+            Assert.Single(Launcher.Launched); // backing off: the worker is paused
+            _time.Advance(TimeSpan.FromMilliseconds(150));
+            await Eventually.True(() => Launcher.Launched.Count == 2, "started again after the backoff");
+            Launcher.Finish(0);
+            var outcome = await run;
+            writer.Complete();
+            Assert.Equal((1, 0, 1, 0), (outcome.Succeeded, outcome.Failed, outcome.SpawnFailures, outcome.ExitCode));
+            var attempts = journal.Attempts(1);
+            Assert.Equal([AttemptState.Interrupted, AttemptState.Succeeded], attempts.Select(a => a.State));
+        }
+    }
+
+    [Fact]
+    public async Task SpawnFailures_ThatPersist_StopStartingOnTheOnlyWorker_LetRunningTasksEnd_Exit1()
+    {
+        var (loop, journal, writer) = Build("a\nb\nc\n", new RunOptions { SpawnGiveUp = TimeSpan.FromSeconds(10) }, slots: 2);
+        using (journal)
+        using (writer)
+        {
+            var run = loop.RunAsync();
+            await Eventually.True(() => Launcher.Launched.Count == 2, "started");
+            var first = Launcher.Running.First(r => r.Task == 0);
+            for (var i = 0; !run.IsCompleted && i < 200; i++)
+            {
+                foreach (var r in Launcher.Running.Where(r => r.Task != 0))
+                {
+                    Launcher.Finish(r.Task, exitCode: Native.EAGAIN, spawnFailed: true);
+                }
+
+                _time.Advance(TimeSpan.FromSeconds(1));
+                await Task.Delay(5);
+                if (i == 30)
+                {
+                    Launcher.Finish(0); // the task that did start ends normally
+                }
+            }
+
+            var outcome = await run;
+            writer.Complete();
+            Assert.Contains("could not start any task for 10 s (Resource temporarily unavailable", outcome.SpawnError, StringComparison.Ordinal);
+            Assert.Equal((1, 0, 2, 1), (outcome.Succeeded, outcome.Failed, outcome.NotRun, outcome.ExitCode));
+            Assert.DoesNotContain(journal.AllAttempts(), a => a.State == AttemptState.Failed);
+            Assert.Equal(1, first.Attempt);
+        }
+    }
+
     [Fact]
     public async Task Resume_SkipsSucceeded_RerunsInterruptedAndUnstarted_FailedOnlyWithRetryFailed()
     {

@@ -37,15 +37,17 @@ public sealed class FakeLauncher : ITaskLauncher
         Signals.Enqueue((task, signal));
         if (DieOnSignal && _running.ContainsKey(task))
         {
-            Finish(task, exitCode: -1, signal: signal);
+            Finish(task, exitCode: -1, signal: signal, signalled: true);
         }
     }
 
-    public void Finish(int task, int exitCode = 0, int signal = 0)
+    /// <summary>Ends a running task. <paramref name="signalled"/>: a signal of ours reached it before it ended;
+    /// <paramref name="spawnFailed"/>: it never started (then <paramref name="exitCode"/> is the errno).</summary>
+    public void Finish(int task, int exitCode = 0, int signal = 0, bool signalled = false, bool spawnFailed = false)
     {
         if (_running.TryRemove(task, out var r))
         {
-            _onExit(new TaskExit(task, r.Attempt, exitCode, signal, 0, 1, r.Lane, 0, 0, 0, 0, Worker));
+            _onExit(new TaskExit(task, r.Attempt, exitCode, signal, 0, 1, r.Lane, 0, 0, 0, 0, Worker, spawnFailed, Signalled: signalled));
         }
     }
 

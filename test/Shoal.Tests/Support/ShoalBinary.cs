@@ -7,24 +7,34 @@ public static class ShoalBinary
 {
     public sealed record Result(int ExitCode, string Stdout, string Stderr);
 
-    public static Process Start(string workDir, IEnumerable<string> args, IDictionary<string, string>? env = null, bool redirectStdin = false)
+    /// <summary>The command line that starts shoal: the AOT binary, or dotnet and shoal.dll.</summary>
+    public static string[] Command()
     {
         var bin = Environment.GetEnvironmentVariable("SHOAL_BIN");
+        return bin is not null ? [bin] : ["dotnet", Path.Combine(AppContext.BaseDirectory, "shoal.dll")];
+    }
+
+    public static Process Start(string workDir, IEnumerable<string> args, IDictionary<string, string>? env = null, bool redirectStdin = false) =>
+        StartWrapped(workDir, [], args, env, redirectStdin);
+
+    /// <summary>Starts <c>WRAPPER... shoal ARGS...</c> (e.g. unshare, env, setpriv); a wrapper element "{shoal}" is
+    /// replaced by the shoal command line, shell-quoted (for <c>sh -c '... exec {shoal} ...'</c>).</summary>
+    public static Process StartWrapped(string workDir, IReadOnlyList<string> wrapper, IEnumerable<string> args, IDictionary<string, string>? env = null, bool redirectStdin = false)
+    {
+        var command = Command();
+        var all = wrapper.Any(w => w.Contains("{shoal}", StringComparison.Ordinal))
+            ? wrapper.Select(w => w.Replace("{shoal}", string.Join(' ', command.Concat(args).Select(a => "'" + a.Replace("'", "'\\''", StringComparison.Ordinal) + "'")), StringComparison.Ordinal)).ToList()
+            : [.. wrapper, .. command, .. args];
         var psi = new ProcessStartInfo
         {
-            FileName = bin ?? "dotnet",
+            FileName = all[0],
             WorkingDirectory = workDir,
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             RedirectStandardInput = redirectStdin,
             UseShellExecute = false,
         };
-        if (bin is null)
-        {
-            psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "shoal.dll"));
-        }
-
-        foreach (var a in args)
+        foreach (var a in all.Skip(1))
         {
             psi.ArgumentList.Add(a);
         }
@@ -43,9 +53,12 @@ public static class ShoalBinary
 
     public static async Task<Result> RunAsync(string workDir, params string[] args) => await RunAsync(workDir, args, null, null);
 
-    public static async Task<Result> RunAsync(string workDir, IEnumerable<string> args, IDictionary<string, string>? env, string? stdin)
+    public static async Task<Result> RunAsync(string workDir, IEnumerable<string> args, IDictionary<string, string>? env, string? stdin) =>
+        await RunWrappedAsync(workDir, [], args, env, stdin);
+
+    public static async Task<Result> RunWrappedAsync(string workDir, IReadOnlyList<string> wrapper, IEnumerable<string> args, IDictionary<string, string>? env = null, string? stdin = null)
     {
-        using var p = Start(workDir, args, env, stdin is not null);
+        using var p = StartWrapped(workDir, wrapper, args, env, stdin is not null);
         if (stdin is not null)
         {
             await p.StandardInput.WriteAsync(stdin);
