@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Text;
 using Shoal.Cluster;
 using Shoal.Journal;
@@ -10,8 +11,9 @@ namespace Shoal.Tests.Support;
 /// (no srun: tests connect their own workers to <see cref="Port"/>).</summary>
 public sealed class InProcessLeader : IAsyncDisposable
 {
-    private InProcessLeader(RunJournal journal, JournalWriter writer, RunLoop loop, SlurmLeader leader)
+    private InProcessLeader(RunJournal journal, JournalWriter writer, RunLoop loop, SlurmLeader leader, ConcurrentQueue<string> log)
     {
+        Log = log;
         Journal = journal;
         Writer = writer;
         Loop = loop;
@@ -19,6 +21,9 @@ public sealed class InProcessLeader : IAsyncDisposable
     }
 
     public RunJournal Journal { get; }
+
+    /// <summary>What the leader logged (rejected connections, workers joining and lost).</summary>
+    public ConcurrentQueue<string> Log { get; }
 
     public JournalWriter Writer { get; }
 
@@ -30,7 +35,7 @@ public sealed class InProcessLeader : IAsyncDisposable
 
     public byte[] Secret => Leader.Secret;
 
-    public static InProcessLeader Start(TempDir dir, string taskFile, RunOptions? options = null)
+    public static InProcessLeader Start(TempDir dir, string taskFile, RunOptions? options = null, string? leaderAddress = null)
     {
         ArgumentNullException.ThrowIfNull(dir);
         var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes(taskFile), "t");
@@ -41,9 +46,21 @@ public sealed class InProcessLeader : IAsyncDisposable
         var writer = new JournalWriter(journal);
         var loop = new RunLoop(tasks, (options ?? new RunOptions()) with { Session = session }, journal, writer, TimeProvider.System);
         var allocation = new SlurmAllocation("1", ["a", "b"], [2, 2], 0, null, null);
-        var leader = new SlurmLeader(allocation, loop, writer, runDir, session, "/bin/sh", quiet: true);
-        leader.Listen();
-        return new InProcessLeader(journal, writer, loop, leader);
+        var log = new ConcurrentQueue<string>();
+        var leader = new SlurmLeader(allocation, loop, writer, runDir, session, "/bin/sh", quiet: true, leaderAddress, log.Enqueue);
+        try
+        {
+            leader.Listen();
+        }
+        catch
+        {
+            leader.DisposeAsync().AsTask().GetAwaiter().GetResult();
+            writer.Dispose();
+            journal.Dispose();
+            throw;
+        }
+
+        return new InProcessLeader(journal, writer, loop, leader, log);
     }
 
     public async ValueTask DisposeAsync()
