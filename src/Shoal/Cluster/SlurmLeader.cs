@@ -9,13 +9,14 @@ namespace Shoal.Cluster;
 /// <summary>
 /// Inside an allocation: listens for workers, starts them with one srun step (one task per node), and feeds the
 /// run loop their joins and losses. The srun line and why:
-/// <code>srun --nodes=N --ntasks=N --ntasks-per-node=1 [--cpus-per-task=C] [--gres=gpu:G] --kill-on-bad-exit=0 --overlap shoal worker --leader HOST:PORT</code>
+/// <code>srun --nodes=N --ntasks=N --ntasks-per-node=1 [--cpus-per-task=C] [--gres=gpu:G] --kill-on-bad-exit=0 --overlap --input=all shoal worker --leader HOST:PORT</code>
 /// one task per node; the step takes every CPU (and GPU) of the job on each node, because tasks run inside the
 /// worker's cgroup where confinement is on (<c>--cpus-per-task=C</c> when all nodes have C CPUs; otherwise no
 /// per-task request, and SLURM_CPUS_PER_TASK of the job is not passed on, so the step gets the whole node);
 /// <c>--overlap</c> so the step neither waits for CPUs held by the batch step (where the leader runs) nor is refused
 /// because of them; <c>--kill-on-bad-exit=0</c> so that one node's worker dying does not take the others down.
-/// The secret travels in the step's environment (SHOAL_SECRET), never on a command line.
+/// The secret travels on the step's stdin (<c>--input=all</c>: one line to every worker; see <see cref="RunSecret"/>),
+/// never in an environment or on a command line.
 /// With SHOAL_LEADER_ADDRESS set, the leader listens only on that address (on each address of that name) and gives it
 /// to the workers. Without it, the workers are given this host's name and the leader listens on every IPv4 interface:
 /// which of this host's addresses the nodes can reach (and what the name resolves to there) is not known here, and
@@ -93,6 +94,8 @@ public sealed class SlurmLeader : IAsyncDisposable
 
     public void Start()
     {
+        // The secret is in our memory: tasks of this user on this node must not be able to read it from there.
+        RunSecret.ProtectProcess();
         Listen();
         LaunchWorkers();
     }
@@ -118,7 +121,7 @@ public sealed class SlurmLeader : IAsyncDisposable
     {
         var leader = _leaderAddress ?? Environment.MachineName;
         var n = _allocation.Nodes.Count;
-        var args = new List<string> { $"--nodes={n}", $"--ntasks={n}", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--overlap" };
+        var args = new List<string> { $"--nodes={n}", $"--ntasks={n}", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--overlap", "--input=all" };
         if (_allocation.CpusPerNode.Distinct().Count() == 1)
         {
             args.Add($"--cpus-per-task={_allocation.CpusPerNode[0]}");
@@ -140,13 +143,14 @@ public sealed class SlurmLeader : IAsyncDisposable
         _srunPid = ChildProcess.Start(
             srun,
             args,
-            [new("SHOAL_SECRET", Convert.ToBase64String(_secret))],
+            [],
             ["SLURM_CPUS_PER_TASK", "SLURM_TRES_PER_TASK", "SLURM_NTASKS_PER_NODE", "SLURM_NTASKS", "SLURM_NPROCS"],
             (code, signal) =>
             {
                 _srunExit.TrySetResult((code, signal));
                 _loop.ExpectNoMoreWorkers();
-            });
+            },
+            stdin: RunSecret.ToLine(_secret));
         _ = WatchFirstWorkerAsync($"{leader}:{_server.Port}");
     }
 

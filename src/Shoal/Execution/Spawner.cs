@@ -6,7 +6,8 @@ namespace Shoal.Execution;
 /// <summary>
 /// posix_spawn with what a task needs: its own process group (so a timeout or a stop can kill all it started),
 /// default signal dispositions and an empty mask (.NET ignores SIGPIPE; a child must not inherit that),
-/// stdin from /dev/null, stdout/stderr dup'ed from log descriptors. Not thread-safe: one per spawning thread.
+/// stdin from /dev/null (or a descriptor given, such as a pipe), stdout/stderr dup'ed from log descriptors.
+/// Not thread-safe: one per spawning thread.
 /// </summary>
 internal sealed unsafe class Spawner : IDisposable
 {
@@ -38,7 +39,7 @@ internal sealed unsafe class Spawner : IDisposable
 
     /// <summary>Starts a child. Each of <paramref name="argv"/>, <paramref name="envp"/> must end with a NUL byte.
     /// Returns the pid; throws <see cref="IOException"/> with the errno text when the child cannot start.</summary>
-    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, int stdoutFd, int stderrFd)
+    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, int stdoutFd, int stderrFd, int stdinFd = -1)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var handles = new List<GCHandle>(argv.Count + envp.Count + 2);
@@ -65,7 +66,9 @@ internal sealed unsafe class Spawner : IDisposable
                 fixed (byte* devNull = DevNull)
                 fixed (byte* pathPtr = path)
                 {
-                    Check(Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0), "addopen");
+                    Check(
+                        stdinFd >= 0 ? Native.FileActionsAddDup2(_actions, stdinFd, 0) : Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0),
+                        stdinFd >= 0 ? "adddup2" : "addopen");
                     if (stdoutFd >= 0)
                     {
                         Check(Native.FileActionsAddDup2(_actions, stdoutFd, 1), "adddup2");
