@@ -219,7 +219,7 @@ public sealed class LeaderServer : IAsyncDisposable
         // The deadline covers the whole handshake, writes included: a peer that trickles each frame just in time
         // (or never reads) is closed all the same.
         using var deadline = new CancellationTokenSource(_handshakeTimeout);
-        using var closeAtDeadline = deadline.Token.Register(connection.Close);
+        using var closeAtDeadline = deadline.Token.Register(() => connection.Close());
         try
         {
             var hello = await Expect(connection, MessageType.Hello, MaxHelloFrame, started).ConfigureAwait(false);

@@ -26,8 +26,6 @@ public sealed class RemoteWorker : ITaskLauncher
     /// <summary>(task, attempt) -> lane of every launch sent and not yet ended: what an exit must match.</summary>
     private readonly ConcurrentDictionary<(int Task, int Attempt), int> _sent = new();
     private int _disposed;
-    private int _receiveEnded;
-    private string? _sendFailure;
 
     public RemoteWorker(int id, PeerConnection connection, Action<TaskExit> exitSink)
     {
@@ -81,15 +79,16 @@ public sealed class RemoteWorker : ITaskLauncher
             reason = e.Message;
         }
 
-        Volatile.Write(ref _receiveEnded, 1);
+        // Closed under the receive loop: by a failed send (of the send loop or the heartbeat), which is the reason.
+        if (_connection.Closed.IsCancellationRequested && _connection.CloseReason is { } failure)
+        {
+            reason = failure;
+        }
+
         _connection.Close();
         _outbox.Writer.TryComplete();
         await sending.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         await _connection.DisposeAsync().ConfigureAwait(false);
-        if (Volatile.Read(ref _sendFailure) is { } failure)
-        {
-            reason = $"sending to it failed: {failure}";
-        }
 
         return Volatile.Read(ref _disposed) == 1 ? null : reason;
     }
@@ -157,12 +156,7 @@ public sealed class RemoteWorker : ITaskLauncher
         catch (Exception e)
 #pragma warning restore CA1031
         {
-            if (Volatile.Read(ref _receiveEnded) == 0)
-            {
-                Volatile.Write(ref _sendFailure, e.Message);
-            }
-
-            _connection.Close();
+            _connection.Close($"sending to it failed: {e.Message}");
         }
     }
 

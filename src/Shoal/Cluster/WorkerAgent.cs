@@ -118,8 +118,7 @@ public static class WorkerAgent
             catch (Exception e)
 #pragma warning restore CA1031
             {
-                log($"cannot send exits to the leader ({e.Message}); closing the connection");
-                connection.Close();
+                connection.Close($"cannot send exits: {e.Message}");
             }
         }, CancellationToken.None);
 
@@ -156,7 +155,7 @@ public static class WorkerAgent
         }
         catch (Exception e) when (e is ProtocolException or IOException or SocketException or OperationCanceledException)
         {
-            log($"lost the leader ({e.Message}); killing this node's tasks");
+            log($"lost the leader ({connection.CloseReason ?? e.Message}); killing this node's tasks");
             code = LeaderLost;
             return code;
         }

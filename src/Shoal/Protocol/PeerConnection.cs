@@ -19,6 +19,7 @@ public sealed class PeerConnection : IAsyncDisposable
     private readonly CancellationTokenSource _closed = new();
     private Task? _heartbeat;
     private int _closing;
+    private string? _closeReason;
 
     public PeerConnection(TcpClient client)
     {
@@ -47,9 +48,9 @@ public sealed class PeerConnection : IAsyncDisposable
         {
             await Frame.WriteAsync(_stream, type, payload, _closed.Token).ConfigureAwait(false);
         }
-        catch
+        catch (Exception e)
         {
-            Close();
+            Close($"sending {type} failed: {e.Message}");
             throw;
         }
         finally
@@ -58,15 +59,20 @@ public sealed class PeerConnection : IAsyncDisposable
         }
     }
 
-    /// <summary>Ends the connection now (idempotent, any thread): pending and later reads and writes fail, the
-    /// heartbeat stops, and the peer sees the connection end. <see cref="DisposeAsync"/> still releases it.</summary>
-    public void Close()
+    /// <summary>Why the connection was closed from this side, when <see cref="Close"/> was given a reason (a failed send).</summary>
+    public string? CloseReason => Volatile.Read(ref _closeReason);
+
+    /// <summary>Ends the connection now (idempotent, any thread; the first reason stays): pending and later reads
+    /// and writes fail, the heartbeat stops, and the peer sees the connection end. <see cref="DisposeAsync"/> still
+    /// releases it.</summary>
+    public void Close(string? reason = null)
     {
         if (Interlocked.Exchange(ref _closing, 1) != 0)
         {
             return;
         }
 
+        Volatile.Write(ref _closeReason, reason);
         try
         {
             _closed.Cancel();

@@ -68,7 +68,7 @@ public sealed class RemoteWorkerTests
         await heartbeats.CancelAsync();
         await beating;
         Assert.NotNull(reason);
-        Assert.Contains("sending to it failed", reason, StringComparison.Ordinal);
+        Assert.Contains("sending Start failed", reason, StringComparison.Ordinal);
         Assert.True(await Loopback.ClosedWithinAsync(client.GetStream(), TimeSpan.FromSeconds(5)));
     }
 

@@ -16,6 +16,7 @@ public sealed class PeerConnectionTests
         await Assert.ThrowsAsync<ProtocolException>(() => connection.SendAsync(MessageType.Start, new byte[Frame.MaxLength]));
 
         Assert.True(connection.Closed.IsCancellationRequested, "a failed send must close the connection");
+        Assert.StartsWith("sending Start failed: a Start frame of", connection.CloseReason, StringComparison.Ordinal);
         Assert.True(await Loopback.ClosedWithinAsync(client.GetStream(), TimeSpan.FromSeconds(10)), "the peer must see the connection end (heartbeats must not keep it alive)");
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => connection.SendAsync(MessageType.Heartbeat, ReadOnlyMemory<byte>.Empty));
     }
