@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using Shoal.Protocol;
@@ -215,44 +214,40 @@ public sealed class LeaderServer : IAsyncDisposable
     /// done so within the handshake timeout.</summary>
     private async Task<RegisterMessage?> HandshakeAsync(PeerConnection connection)
     {
-        var started = Stopwatch.GetTimestamp();
         // The deadline covers the whole handshake, writes included: a peer that trickles each frame just in time
         // (or never reads) is closed all the same.
         using var deadline = new CancellationTokenSource(_handshakeTimeout);
         using var closeAtDeadline = deadline.Token.Register(() => connection.Close());
         try
         {
-            var hello = await Expect(connection, MessageType.Hello, MaxHelloFrame, started).ConfigureAwait(false);
+            var hello = await Expect(connection, MessageType.Hello, MaxHelloFrame).ConfigureAwait(false);
             var clientNonce = Handshake.DecodeHello(hello);
             var serverNonce = Handshake.NewNonce();
             await connection.SendAsync(MessageType.Challenge, Handshake.EncodeChallenge(serverNonce, Handshake.Proof(_secret, "leader", clientNonce, serverNonce))).ConfigureAwait(false);
-            var proof = Handshake.DecodeAuth(await Expect(connection, MessageType.Auth, MaxAuthFrame, started).ConfigureAwait(false));
+            var proof = Handshake.DecodeAuth(await Expect(connection, MessageType.Auth, MaxAuthFrame).ConfigureAwait(false));
             if (!Handshake.Verify(Handshake.Proof(_secret, "worker", serverNonce, clientNonce), proof))
             {
                 throw new ProtocolException("authentication failed (wrong secret)");
             }
 
-            return RegisterMessage.Decode(await Expect(connection, MessageType.Register, MaxRegisterFrame, started).ConfigureAwait(false));
+            var register = RegisterMessage.Decode(await Expect(connection, MessageType.Register, MaxRegisterFrame).ConfigureAwait(false));
+            closeAtDeadline.Dispose(); // waits for the callback, should it be running: then the connection is closed
+            return deadline.IsCancellationRequested ? throw new OperationCanceledException() : register;
         }
         catch (Exception e) when (e is ProtocolException or IOException or SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            var why = deadline.IsCancellationRequested || Stopwatch.GetElapsedTime(started) >= _handshakeTimeout
-                ? $"no complete handshake within {_handshakeTimeout.TotalSeconds:0.#} s"
-                : e.Message;
+            // (IsCancellationRequested is set before the callback closes the connection.)
+            var why = deadline.IsCancellationRequested ? $"no complete handshake within {_handshakeTimeout.TotalSeconds:0.#} s" : e.Message;
             _log($"rejected a connection from {connection.Remote}: {why}");
             return null;
         }
     }
 
-    private async Task<byte[]> Expect(PeerConnection connection, MessageType type, int maxLength, long started)
+    /// <summary>The next frame, of <paramref name="type"/>. No timeout of its own: the handshake's deadline closes
+    /// the connection, which ends the read (the silence timeout given here is only a longer backstop).</summary>
+    private async Task<byte[]> Expect(PeerConnection connection, MessageType type, int maxLength)
     {
-        var left = _handshakeTimeout - Stopwatch.GetElapsedTime(started);
-        if (left <= TimeSpan.Zero)
-        {
-            throw new OperationCanceledException();
-        }
-
-        var frame = await connection.ReceiveAsync(left, maxLength).ConfigureAwait(false)
+        var frame = await connection.ReceiveAsync(_handshakeTimeout + TimeSpan.FromSeconds(1), maxLength).ConfigureAwait(false)
             ?? throw new ProtocolException($"closed before {type}");
         return frame.Type == type ? frame.Payload : throw new ProtocolException($"expected {type}, got message type {(int)frame.Type}");
     }
