@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Runtime.InteropServices;
 using Shoal.Cluster;
 
 namespace Shoal.Cli;
@@ -7,7 +8,7 @@ namespace Shoal.Cli;
 /// <summary><c>shoal worker</c>: what the leader's srun step starts on every node. Not for people to run by hand.</summary>
 internal static class WorkerCommand
 {
-    public const string SecretVariable = "SHOAL_SECRET";
+    private static readonly TimeSpan SecretTimeout = TimeSpan.FromSeconds(30);
     private static readonly Option<string> Leader = new("--leader") { Description = "HOST:PORT of the leader", Required = true };
 
     public static Command Create()
@@ -27,26 +28,35 @@ internal static class WorkerCommand
             return Cli.Fail($"--leader '{leader}': expected HOST:PORT");
         }
 
-        // The secret comes through the environment of our own step; tasks must not inherit it.
-        var secretText = Environment.GetEnvironmentVariable(SecretVariable);
-        Environment.SetEnvironmentVariable(SecretVariable, null);
-        byte[] secret;
+        // Before the secret is in memory: other processes of this user (our tasks) must not be able to read it there.
+        RunSecret.ProtectProcess();
+
+        // The secret comes as one line on stdin (never in an environment, which tasks could read in /proc); srun
+        // delivers it at once, so a stdin that stays silent is not our step's.
+        var reading = Task.Run(() => RunSecret.ReadLine(Console.OpenStandardInput()), CancellationToken.None);
+        byte[]? secret;
         try
         {
-            secret = Convert.FromBase64String(secretText ?? "");
+            secret = await reading.WaitAsync(SecretTimeout, cancellationToken).ConfigureAwait(false);
         }
-        catch (FormatException)
+        catch (TimeoutException)
         {
-            secret = [];
+            secret = null;
         }
 
-        if (secret.Length < 16)
+        if (secret is null)
         {
-            return Cli.Fail($"{SecretVariable} is missing or malformed; 'shoal worker' is started by 'shoal run', not by hand");
+            return Cli.Fail("no run secret on stdin; 'shoal worker' is started by 'shoal run', not by hand");
         }
 
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
         var node = Environment.MachineName;
+
+        // At the time limit SLURM signals every process of the job at once. The leader runs the stop (TERM, grace,
+        // KILL, then it records every end and shuts the workers down), so a worker stays to report its tasks' ends;
+        // if the leader is gone, the worker kills its tasks and exits anyway.
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => c.Cancel = true);
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => c.Cancel = true);
         return await WorkerAgent.RunAsync(
             leader[..colon],
             port,

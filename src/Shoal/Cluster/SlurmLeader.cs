@@ -9,13 +9,18 @@ namespace Shoal.Cluster;
 /// <summary>
 /// Inside an allocation: listens for workers, starts them with one srun step (one task per node), and feeds the
 /// run loop their joins and losses. The srun line and why:
-/// <code>srun --nodes=N --ntasks=N --ntasks-per-node=1 [--cpus-per-task=C] [--gres=gpu:G] --kill-on-bad-exit=0 --overlap shoal worker --leader HOST:PORT</code>
+/// <code>srun --nodes=N --ntasks=N --ntasks-per-node=1 [--cpus-per-task=C] [--gres=gpu:G] --kill-on-bad-exit=0 --overlap --input=all shoal worker --leader HOST:PORT</code>
 /// one task per node; the step takes every CPU (and GPU) of the job on each node, because tasks run inside the
 /// worker's cgroup where confinement is on (<c>--cpus-per-task=C</c> when all nodes have C CPUs; otherwise no
 /// per-task request, and SLURM_CPUS_PER_TASK of the job is not passed on, so the step gets the whole node);
 /// <c>--overlap</c> so the step neither waits for CPUs held by the batch step (where the leader runs) nor is refused
 /// because of them; <c>--kill-on-bad-exit=0</c> so that one node's worker dying does not take the others down.
-/// The secret travels in the step's environment (SHOAL_SECRET), never on a command line.
+/// The secret travels on the step's stdin (<c>--input=all</c>: one line to every worker; see <see cref="RunSecret"/>),
+/// never in an environment or on a command line.
+/// With SHOAL_LEADER_ADDRESS set, the leader listens only on that address (on each address of that name) and gives it
+/// to the workers. Without it, the workers are given this host's name and the leader listens on every IPv4 interface:
+/// which of this host's addresses the nodes can reach (and what the name resolves to there) is not known here, and
+/// a listener on one guessed address could leave every worker unable to connect.
 /// </summary>
 public sealed class SlurmLeader : IAsyncDisposable
 {
@@ -28,11 +33,18 @@ public sealed class SlurmLeader : IAsyncDisposable
     private readonly bool _quiet;
     private readonly byte[] _secret = Handshake.NewSecret();
     private readonly LeaderServer _server;
+    private readonly string? _leaderAddress;
+    private readonly Action<string> _log;
     private readonly TaskCompletionSource<(int Code, int Signal)> _srunExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _nextWorker;
     private int _srunPid;
 
     public SlurmLeader(SlurmAllocation allocation, RunLoop loop, JournalWriter writer, RunDirectory runDir, int session, string shell, bool quiet)
+        : this(allocation, loop, writer, runDir, session, shell, quiet, Environment.GetEnvironmentVariable("SHOAL_LEADER_ADDRESS"), Log)
+    {
+    }
+
+    internal SlurmLeader(SlurmAllocation allocation, RunLoop loop, JournalWriter writer, RunDirectory runDir, int session, string shell, bool quiet, string? leaderAddress, Action<string> log)
     {
         _allocation = allocation;
         _loop = loop;
@@ -41,7 +53,34 @@ public sealed class SlurmLeader : IAsyncDisposable
         _session = session;
         _shell = shell;
         _quiet = quiet;
-        _server = new LeaderServer(_secret, new IPEndPoint(IPAddress.Any, 0), OnWorkerAsync, Log);
+        _leaderAddress = string.IsNullOrWhiteSpace(leaderAddress) ? null : leaderAddress.Trim();
+        _log = log;
+        _server = new LeaderServer(_secret, ListenAddresses(_leaderAddress), 0, OnWorkerAsync, log);
+    }
+
+    /// <summary>The addresses to listen on: those of SHOAL_LEADER_ADDRESS (an address, or a name and all it resolves
+    /// to), else every IPv4 interface.</summary>
+    internal static IReadOnlyList<IPAddress> ListenAddresses(string? leaderAddress)
+    {
+        if (leaderAddress is null)
+        {
+            return [IPAddress.Any];
+        }
+
+        if (IPAddress.TryParse(leaderAddress, out var address))
+        {
+            return [address];
+        }
+
+        try
+        {
+            var all = Dns.GetHostAddresses(leaderAddress).Distinct().ToArray();
+            return all.Length > 0 ? all : throw new JournalException($"SHOAL_LEADER_ADDRESS={leaderAddress} resolves to no address");
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new JournalException($"SHOAL_LEADER_ADDRESS={leaderAddress} does not resolve: {e.Message}");
+        }
     }
 
     /// <summary>Connections that failed the handshake.</summary>
@@ -55,18 +94,34 @@ public sealed class SlurmLeader : IAsyncDisposable
 
     public void Start()
     {
+        // The secret is in our memory: tasks of this user on this node must not be able to read it from there.
+        RunSecret.ProtectProcess();
         Listen();
         LaunchWorkers();
     }
 
-    /// <summary>Opens the listening socket (tests connect their own workers to it).</summary>
-    internal void Listen() => _server.Start();
+    internal IReadOnlyList<IPEndPoint> LocalEndpoints => _server.LocalEndpoints;
+
+    internal int PendingHandshakes => _server.PendingHandshakes;
+
+    /// <summary>Opens the listening sockets (tests connect their own workers to them).</summary>
+    internal void Listen()
+    {
+        try
+        {
+            _server.Start();
+        }
+        catch (System.Net.Sockets.SocketException e)
+        {
+            throw new JournalException($"cannot listen on {_leaderAddress ?? "every interface"}: {e.Message}{(_leaderAddress is null ? "" : " (is SHOAL_LEADER_ADDRESS an address of this host?)")}");
+        }
+    }
 
     private void LaunchWorkers()
     {
-        var leader = Environment.GetEnvironmentVariable("SHOAL_LEADER_ADDRESS") ?? Environment.MachineName;
+        var leader = _leaderAddress ?? Environment.MachineName;
         var n = _allocation.Nodes.Count;
-        var args = new List<string> { $"--nodes={n}", $"--ntasks={n}", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--overlap" };
+        var args = new List<string> { $"--nodes={n}", $"--ntasks={n}", "--ntasks-per-node=1", "--kill-on-bad-exit=0", "--overlap", "--input=all" };
         if (_allocation.CpusPerNode.Distinct().Count() == 1)
         {
             args.Add($"--cpus-per-task={_allocation.CpusPerNode[0]}");
@@ -82,19 +137,20 @@ public sealed class SlurmLeader : IAsyncDisposable
         var srun = FindOnPath("srun") ?? throw new JournalException("srun is not on PATH; inside a SLURM job it should be (or use --local)");
         if (!_quiet)
         {
-            Log($"listening on {leader}:{_server.Port}; starting one worker per node: srun {string.Join(' ', args)}");
+            _log($"listening on {leader}:{_server.Port}; starting one worker per node: srun {string.Join(' ', args)}");
         }
 
         _srunPid = ChildProcess.Start(
             srun,
             args,
-            [new("SHOAL_SECRET", Convert.ToBase64String(_secret))],
+            [],
             ["SLURM_CPUS_PER_TASK", "SLURM_TRES_PER_TASK", "SLURM_NTASKS_PER_NODE", "SLURM_NTASKS", "SLURM_NPROCS"],
             (code, signal) =>
             {
                 _srunExit.TrySetResult((code, signal));
                 _loop.ExpectNoMoreWorkers();
-            });
+            },
+            stdin: RunSecret.ToLine(_secret));
         _ = WatchFirstWorkerAsync($"{leader}:{_server.Port}");
     }
 
@@ -107,7 +163,7 @@ public sealed class SlurmLeader : IAsyncDisposable
             return;
         }
 
-        Log($"no worker connected within {FirstWorkerTimeout.TotalSeconds:0} s: can the nodes reach {address}? (SHOAL_LEADER_ADDRESS sets the address they are given); stopping");
+        _log($"no worker connected within {FirstWorkerTimeout.TotalSeconds:0} s: can the nodes reach {address}? (SHOAL_LEADER_ADDRESS sets the address they are given); stopping");
         _loop.ExpectNoMoreWorkers();
         ChildProcess.Signal(_srunPid, Native.SIGTERM);
     }
@@ -131,7 +187,7 @@ public sealed class SlurmLeader : IAsyncDisposable
         _writer.Enqueue(j => j.AddWorker(_session, id, register.Host, register.Slots, string.Join(',', register.Gpus), prefix));
         if (!_quiet)
         {
-            Log($"worker {id} on {register.Host}: {register.Slots} slots, {(register.Gpus.Length == 0 ? "no GPUs" : "GPUs " + string.Join(',', register.Gpus))}");
+            _log($"worker {id} on {register.Host}: {register.Slots} slots, {(register.Gpus.Length == 0 ? "no GPUs" : "GPUs " + string.Join(',', register.Gpus))}");
         }
 
         var remote = new RemoteWorker(id, connection, _loop.ExitSink);
@@ -139,7 +195,7 @@ public sealed class SlurmLeader : IAsyncDisposable
         var lost = await remote.RunAsync().ConfigureAwait(false);
         if (lost is not null)
         {
-            Log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
+            _log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
             _loop.LoseWorker(id);
         }
     }

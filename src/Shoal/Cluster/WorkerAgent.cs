@@ -15,39 +15,79 @@ public static class WorkerAgent
 {
     public const int LeaderLost = 3;
 
+    /// <summary>How long the worker keeps trying to reach the leader (connect refused, or closed before its challenge
+    /// because too many connections were waiting for their handshake there).</summary>
+    private static readonly TimeSpan JoinDeadline = TimeSpan.FromSeconds(60);
+
+    /// <summary>Enough for a challenge (two 32-byte values and their lengths).</summary>
+    private const int MaxChallengeFrame = 1024;
+
+    /// <summary>Enough for a welcome (an id and four paths).</summary>
+    private const int MaxWelcomeFrame = 64 << 10;
+
     public static async Task<int> RunAsync(string host, int port, byte[] secret, string nodeName, int slots, IReadOnlyList<string> gpus, Action<string> log, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(log);
-        var client = await ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
-        await using var connection = new PeerConnection(client);
-        WelcomeMessage welcome;
-        try
+        var joined = await JoinAsync(host, port, secret, nodeName, slots, gpus, log, cancellationToken).ConfigureAwait(false);
+        if (joined is not var (connection, welcome))
         {
-            var clientNonce = Handshake.NewNonce();
-            await connection.SendAsync(MessageType.Hello, Handshake.EncodeHello(clientNonce)).ConfigureAwait(false);
-            var challenge = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection during the handshake");
-            if (challenge.Type != MessageType.Challenge)
-            {
-                throw new ProtocolException("the leader did not send a challenge");
-            }
-
-            var (serverNonce, leaderProof) = Handshake.DecodeChallenge(challenge.Payload);
-            if (!Handshake.Verify(Handshake.Proof(secret, "leader", clientNonce, serverNonce), leaderProof))
-            {
-                throw new ProtocolException("the leader failed authentication: it does not know this run's secret");
-            }
-
-            await connection.SendAsync(MessageType.Auth, Handshake.EncodeAuth(Handshake.Proof(secret, "worker", serverNonce, clientNonce))).ConfigureAwait(false);
-            await connection.SendAsync(MessageType.Register, new RegisterMessage(nodeName, slots, [.. gpus]).Encode()).ConfigureAwait(false);
-            var reply = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection (authentication refused?)");
-            welcome = reply.Type == MessageType.Welcome ? WelcomeMessage.Decode(reply.Payload) : throw new ProtocolException("expected Welcome");
-        }
-        catch (Exception e) when (e is ProtocolException or IOException or SocketException)
-        {
-            log($"handshake with {host}:{port} failed: {e.Message}");
             return LeaderLost;
         }
 
+        await using var _ = connection.ConfigureAwait(false);
+        return await ServeAsync(connection, welcome, slots, log).ConfigureAwait(false);
+    }
+
+    /// <summary>Connects and passes the handshake; null (after logging why) when that failed.</summary>
+    private static async Task<(PeerConnection, WelcomeMessage)?> JoinAsync(string host, int port, byte[] secret, string nodeName, int slots, IReadOnlyList<string> gpus, Action<string> log, CancellationToken cancellationToken)
+    {
+        var deadline = DateTime.UtcNow + JoinDeadline;
+        while (true)
+        {
+            var connection = new PeerConnection(await ConnectAsync(host, port, deadline, cancellationToken).ConfigureAwait(false));
+            var challenged = false;
+            try
+            {
+                var clientNonce = Handshake.NewNonce();
+                await connection.SendAsync(MessageType.Hello, Handshake.EncodeHello(clientNonce)).ConfigureAwait(false);
+                var challenge = await connection.ReceiveAsync(maxLength: MaxChallengeFrame).ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection during the handshake");
+                challenged = true;
+                if (challenge.Type != MessageType.Challenge)
+                {
+                    throw new ProtocolException("the leader did not send a challenge");
+                }
+
+                var (serverNonce, leaderProof) = Handshake.DecodeChallenge(challenge.Payload);
+                if (!Handshake.Verify(Handshake.Proof(secret, "leader", clientNonce, serverNonce), leaderProof))
+                {
+                    throw new ProtocolException("the leader failed authentication: it does not know this run's secret");
+                }
+
+                await connection.SendAsync(MessageType.Auth, Handshake.EncodeAuth(Handshake.Proof(secret, "worker", serverNonce, clientNonce))).ConfigureAwait(false);
+                await connection.SendAsync(MessageType.Register, new RegisterMessage(nodeName, slots, [.. gpus]).Encode()).ConfigureAwait(false);
+                var reply = await connection.ReceiveAsync(maxLength: MaxWelcomeFrame).ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection (authentication refused?)");
+                var welcome = reply.Type == MessageType.Welcome ? WelcomeMessage.Decode(reply.Payload) : throw new ProtocolException("expected Welcome");
+                return (connection, welcome);
+            }
+            catch (Exception e) when (e is ProtocolException or IOException or SocketException or OperationCanceledException)
+            {
+                await connection.DisposeAsync().ConfigureAwait(false);
+                if (!challenged && DateTime.UtcNow < deadline && !cancellationToken.IsCancellationRequested)
+                {
+                    // Closed before the leader said anything: it may be refusing connections for a moment (too many
+                    // handshakes in progress there). Nothing was proven yet, so trying again gives nothing away.
+                    await Task.Delay(500, cancellationToken).ConfigureAwait(false);
+                    continue;
+                }
+
+                log($"handshake with {host}:{port} failed: {e.Message}");
+                return null;
+            }
+        }
+    }
+
+    private static async Task<int> ServeAsync(PeerConnection connection, WelcomeMessage welcome, int slots, Action<string> log)
+    {
         connection.StartHeartbeat();
         var exits = Channel.CreateUnbounded<TaskExit>(new UnboundedChannelOptions { SingleReader = true });
         var launcher = new ProcessLauncher(
@@ -60,6 +100,7 @@ public static class WorkerAgent
             {
                 while (await exits.Reader.WaitToReadAsync(connection.Closed).ConfigureAwait(false))
                 {
+                    // 10,000 exits of 72 bytes: well under the frame limit.
                     while (batch.Count < 10_000 && exits.Reader.TryRead(out var e))
                     {
                         batch.Add(e);
@@ -69,8 +110,15 @@ public static class WorkerAgent
                     batch.Clear();
                 }
             }
-            catch (Exception e) when (e is IOException or OperationCanceledException or ObjectDisposedException or SocketException)
+            catch (OperationCanceledException) when (connection.Closed.IsCancellationRequested)
             {
+                // The connection ended; the receive loop below reports it.
+            }
+#pragma warning disable CA1031 // Any failure must end the connection: exits that cannot reach the leader leave it waiting for ever.
+            catch (Exception e)
+#pragma warning restore CA1031
+            {
+                connection.Close($"cannot send exits: {e.Message}");
             }
         }, CancellationToken.None);
 
@@ -107,7 +155,7 @@ public static class WorkerAgent
         }
         catch (Exception e) when (e is ProtocolException or IOException or SocketException or OperationCanceledException)
         {
-            log($"lost the leader ({e.Message}); killing this node's tasks");
+            log($"lost the leader ({connection.CloseReason ?? e.Message}); killing this node's tasks");
             code = LeaderLost;
             return code;
         }
@@ -127,9 +175,8 @@ public static class WorkerAgent
         }
     }
 
-    private static async Task<TcpClient> ConnectAsync(string host, int port, CancellationToken cancellationToken)
+    private static async Task<TcpClient> ConnectAsync(string host, int port, DateTime deadline, CancellationToken cancellationToken)
     {
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (true)
         {
             var client = new TcpClient();

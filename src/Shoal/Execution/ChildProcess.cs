@@ -3,10 +3,12 @@ using System.Text;
 namespace Shoal.Execution;
 
 /// <summary>Starts a helper process (srun) through the same spawner and reaper as tasks, inheriting our stdout and
-/// stderr, with an environment of ours plus <c>extra</c> minus <c>remove</c>: how a secret reaches our own step.</summary>
+/// stderr, with an environment of ours plus <c>extra</c> minus <c>remove</c>, and on its stdin either /dev/null or
+/// the bytes of <c>stdin</c> then end of file (through a pipe: how a secret reaches our own step without sitting in
+/// any process's environment).</summary>
 public static class ChildProcess
 {
-    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit)
+    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit, byte[]? stdin = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(onExit);
@@ -15,7 +17,30 @@ public static class ChildProcess
         var file = Encoding.UTF8.GetBytes(path + "\0");
         var argv = new List<byte[]> { file };
         argv.AddRange(args.Select(a => Encoding.UTF8.GetBytes(a + "\0")));
-        var pid = spawner.Spawn(file, argv, environment, [], null, null);
+        int pid;
+        if (stdin is null)
+        {
+            pid = spawner.Spawn(file, argv, environment, [], null, null);
+        }
+        else
+        {
+            // Both ends close-on-exec: only the child's fd 0 (a dup2, which clears the flag) survives into it, so no
+            // other child (a task spawned meanwhile) holds the write end open and the child does see end of file.
+            var (read, write) = Native.Pipe();
+            try
+            {
+                pid = spawner.Spawn(file, argv, environment, [], null, null, read);
+                // At most a pipe's capacity: written whole without waiting for the reader. A child that is already
+                // gone needs nothing (its exit is reported as usual).
+                _ = Native.WriteAll(write, stdin);
+            }
+            finally
+            {
+                _ = Native.Close(read);
+                _ = Native.Close(write);
+            }
+        }
+
         ChildProcesses.Instance.Register(pid, (status, _) =>
             onExit(Native.Exited(status) ? Native.ExitCode(status) : -1, Native.Exited(status) ? 0 : Native.TermSignal(status)));
         return pid;

@@ -6,7 +6,8 @@ namespace Shoal.Execution;
 /// <summary>
 /// posix_spawn with what a task needs: its own process group (so a timeout or a stop can kill all it started),
 /// default signal dispositions and an empty mask (.NET ignores SIGPIPE; a child must not inherit that),
-/// stdin from /dev/null, stdout/stderr dup'ed from log descriptors. Not thread-safe: one per spawning thread.
+/// stdin from /dev/null (or a descriptor given, such as a pipe), stdout/stderr dup'ed from log descriptors.
+/// Not thread-safe: one per spawning thread.
 /// </summary>
 internal sealed unsafe class Spawner : IDisposable
 {
@@ -40,9 +41,10 @@ internal sealed unsafe class Spawner : IDisposable
     /// <summary>Starts a child. Each of <paramref name="argv"/>, <paramref name="envp"/> and the paths must end with a
     /// NUL byte. The child opens <paramref name="stdoutPath"/> and <paramref name="stderrPath"/> itself (O_APPEND),
     /// so each attempt holds open file descriptions of its own: the kernel then tells whether anything still holds
-    /// them after the task ended (see <see cref="ProcessLauncher"/>). Null: inherit ours.
+    /// them after the task ended (see <see cref="ProcessLauncher"/>). Null: inherit ours. <paramref name="stdinFd"/>:
+    /// dup'ed to the child's stdin; -1: /dev/null.
     /// Returns the pid; throws <see cref="SpawnException"/> with the errno when the child cannot start.</summary>
-    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, byte[]? stdoutPath, byte[]? stderrPath)
+    public int Spawn(byte[] path, IReadOnlyList<byte[]> argv, EnvironmentBlock baseEnv, IReadOnlyList<byte[]> envp, byte[]? stdoutPath, byte[]? stderrPath, int stdinFd = -1)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var handles = new List<GCHandle>(argv.Count + envp.Count + 2);
@@ -71,7 +73,9 @@ internal sealed unsafe class Spawner : IDisposable
                 fixed (byte* outPtr = stdoutPath)
                 fixed (byte* errPtr = stderrPath)
                 {
-                    Check(Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0), "addopen");
+                    Check(
+                        stdinFd >= 0 ? Native.FileActionsAddDup2(_actions, stdinFd, 0) : Native.FileActionsAddOpen(_actions, 0, devNull, Native.O_RDONLY, 0),
+                        stdinFd >= 0 ? "adddup2" : "addopen");
                     if (stdoutPath is not null)
                     {
                         Check(Native.FileActionsAddOpen(_actions, 1, outPtr, Native.O_WRONLY | Native.O_APPEND | Native.O_CREAT, LogMode), "addopen");

@@ -27,9 +27,16 @@ public static class Frame
     }
 
     /// <summary>Reads one frame; null at a clean end of stream before a frame starts.</summary>
-    public static async Task<(MessageType Type, byte[] Payload)?> ReadAsync(Stream stream, CancellationToken cancellationToken)
+    public static Task<(MessageType Type, byte[] Payload)?> ReadAsync(Stream stream, CancellationToken cancellationToken) =>
+        ReadAsync(stream, MaxLength, cancellationToken);
+
+    /// <summary>Reads one frame of at most <paramref name="maxLength"/> bytes (type byte included): the length prefix is
+    /// checked before anything is allocated for the body, so a peer gets no more memory than the caller allows.</summary>
+    public static async Task<(MessageType Type, byte[] Payload)?> ReadAsync(Stream stream, int maxLength, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(stream);
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 1);
+        ArgumentOutOfRangeException.ThrowIfGreaterThan(maxLength, MaxLength);
         var header = new byte[4];
         var got = await ReadFullyAsync(stream, header, cancellationToken).ConfigureAwait(false);
         if (got == 0)
@@ -43,9 +50,9 @@ public static class Frame
         }
 
         var length = BinaryPrimitives.ReadInt32BigEndian(header);
-        if (length is <= 0 or > MaxLength)
+        if (length <= 0 || length > maxLength)
         {
-            throw new ProtocolException($"frame length {length} is outside 1..{MaxLength}");
+            throw new ProtocolException($"frame length {length} is outside 1..{maxLength}");
         }
 
         var body = new byte[length];

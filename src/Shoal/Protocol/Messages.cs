@@ -56,6 +56,19 @@ public sealed record WelcomeMessage(int WorkerId, string LogDirectory, string Lo
 /// <summary>Tasks to start, batched.</summary>
 public static class StartMessage
 {
+    /// <summary>The bytes <paramref name="request"/> adds to a Start payload (which also has a 4-byte count).</summary>
+    public static int EncodedSize(LaunchRequest request)
+    {
+        ArgumentNullException.ThrowIfNull(request);
+        var size = (7 * 4) + request.Command.Length;
+        foreach (var g in request.Gpus ?? [])
+        {
+            size += 4 + System.Text.Encoding.UTF8.GetByteCount(g);
+        }
+
+        return size;
+    }
+
     public static ReadOnlyMemory<byte> Encode(IReadOnlyList<LaunchRequest> requests)
     {
         var w = new PayloadWriter().Int(requests.Count);

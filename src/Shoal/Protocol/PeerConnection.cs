@@ -5,6 +5,9 @@ namespace Shoal.Protocol;
 /// <summary>
 /// One authenticated-or-not TCP connection: serialised frame writes, reads with a silence timeout, and a heartbeat
 /// every <see cref="HeartbeatInterval"/> so that the other side can tell a live but idle peer from a dead one.
+/// A send that fails for any reason closes the connection: a frame half written (or never written) leaves the stream
+/// in a state neither side can trust, and a connection whose sends fail while heartbeats still flow would look alive
+/// to both ends while nothing gets through.
 /// </summary>
 public sealed class PeerConnection : IAsyncDisposable
 {
@@ -15,6 +18,8 @@ public sealed class PeerConnection : IAsyncDisposable
     private readonly SemaphoreSlim _writeLock = new(1, 1);
     private readonly CancellationTokenSource _closed = new();
     private Task? _heartbeat;
+    private int _closing;
+    private string? _closeReason;
 
     public PeerConnection(TcpClient client)
     {
@@ -35,6 +40,7 @@ public sealed class PeerConnection : IAsyncDisposable
 
     public CancellationToken Closed => _closed.Token;
 
+    /// <summary>Writes one frame. Any failure (an oversized frame included) closes the connection, then throws.</summary>
     public async Task SendAsync(MessageType type, ReadOnlyMemory<byte> payload)
     {
         await _writeLock.WaitAsync(_closed.Token).ConfigureAwait(false);
@@ -42,14 +48,45 @@ public sealed class PeerConnection : IAsyncDisposable
         {
             await Frame.WriteAsync(_stream, type, payload, _closed.Token).ConfigureAwait(false);
         }
+        catch (Exception e)
+        {
+            Close($"sending {type} failed: {e.Message}");
+            throw;
+        }
         finally
         {
             _writeLock.Release();
         }
     }
 
-    /// <summary>The next frame other than a heartbeat; null when the peer closed. Throws on silence or a bad frame.</summary>
-    public async Task<(MessageType Type, byte[] Payload)?> ReceiveAsync(TimeSpan? timeout = null)
+    /// <summary>Why the connection was closed from this side, when <see cref="Close"/> was given a reason (a failed send).</summary>
+    public string? CloseReason => Volatile.Read(ref _closeReason);
+
+    /// <summary>Ends the connection now (idempotent, any thread; the first reason stays): pending and later reads
+    /// and writes fail, the heartbeat stops, and the peer sees the connection end. <see cref="DisposeAsync"/> still
+    /// releases it.</summary>
+    public void Close(string? reason = null)
+    {
+        if (Interlocked.Exchange(ref _closing, 1) != 0)
+        {
+            return;
+        }
+
+        Volatile.Write(ref _closeReason, reason);
+        try
+        {
+            _closed.Cancel();
+            _client.Client.Shutdown(SocketShutdown.Both);
+        }
+        catch (Exception e) when (e is ObjectDisposedException or SocketException)
+        {
+            // Already disposed or already gone: closed either way.
+        }
+    }
+
+    /// <summary>The next frame other than a heartbeat; null when the peer closed. Throws on silence, a bad frame or
+    /// one longer than <paramref name="maxLength"/> (before its body is read).</summary>
+    public async Task<(MessageType Type, byte[] Payload)?> ReceiveAsync(TimeSpan? timeout = null, int maxLength = Frame.MaxLength)
     {
         while (true)
         {
@@ -58,7 +95,7 @@ public sealed class PeerConnection : IAsyncDisposable
             (MessageType, byte[])? frame;
             try
             {
-                frame = await Frame.ReadAsync(_stream, cts.Token).ConfigureAwait(false);
+                frame = await Frame.ReadAsync(_stream, maxLength, cts.Token).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (!_closed.IsCancellationRequested)
             {
@@ -96,7 +133,7 @@ public sealed class PeerConnection : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        if (!_closed.IsCancellationRequested)
+        if (Interlocked.Exchange(ref _closing, 1) == 0)
         {
             await _closed.CancelAsync().ConfigureAwait(false);
         }

@@ -57,6 +57,26 @@ public sealed class LeaderWorkerTests : IDisposable
         Assert.Equal(2, journal.LatestAttempts([AttemptState.Succeeded]).Select(a => a.Worker).Distinct().Count());
     }
 
+    [Fact]
+    public async Task Run_WideWorkerAndLongCommands_StartBurstOverFrameLimit_EveryTaskRuns()
+    {
+        // 128 slots filled at once with ~100 KB commands: one dispatch of ~12.8 MB of Start requests. Sent as one
+        // frame it would be over the 4 MiB limit; the old leader's send loop died on it and the run hung.
+        var filler = new string('x', 100_000);
+        var lines = string.Concat(Enumerable.Range(0, 300).Select(_ => $": {filler}; echo $SHOAL_TASK_ID >> {_dir.File("done.log")}\n"));
+        await using var cluster = InProcessLeader.Start(_dir, lines);
+        var run = cluster.Loop.RunAsync();
+        var worker = Task.Run(() => WorkerAgent.RunAsync("127.0.0.1", cluster.Port, cluster.Secret, "wide", 128, [], _ => { }, CancellationToken.None));
+        await Eventually.True(() => cluster.Loop.Progress.Succeeded > 0, "tasks started on the wide worker", 60_000);
+        cluster.Loop.ExpectNoMoreWorkers();
+        var outcome = await run.WaitAsync(TimeSpan.FromMinutes(2));
+        cluster.Writer.Complete();
+
+        Assert.Equal(300, outcome.Succeeded);
+        Assert.Equal(0, await worker.WaitAsync(TimeSpan.FromSeconds(30)));
+        Assert.Equal(Enumerable.Range(1, 300).Select(i => i), File.ReadAllLines(_dir.File("done.log")).Select(int.Parse).Order());
+    }
+
     private static async Task<NetworkStream> Connect(int port)
     {
         var client = new TcpClient();

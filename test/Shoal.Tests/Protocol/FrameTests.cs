@@ -28,6 +28,13 @@ public class FrameTests
         Assert.Equal(exits.Select(e => e with { Worker = 7 }), ExitsMessage.Decode(ExitsMessage.Encode(exits).ToArray(), 7));
     }
 
+    [Fact]
+    public void StartEncodedSize_AddsUpToTheEncodedPayload()
+    {
+        LaunchRequest[] requests = [new(4, 5, 2, new byte[1000], 1, 2, ["0", "13"]), new(9, 10, 1, [], 0, 1, null), new(1, 2, 3, "é"u8.ToArray(), 0, 1, ["é"])];
+        Assert.Equal(StartMessage.Encode(requests).Length, 4 + requests.Sum(StartMessage.EncodedSize));
+    }
+
     [Theory]
     [InlineData(new byte[] { 0, 0, 0, 0 })]
     [InlineData(new byte[] { 0x7f, 0xff, 0xff, 0xff })]
