@@ -84,7 +84,7 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync("shoal: note: --slots and --gpus apply to single-machine runs; inside SLURM each node's share of the allocation decides (use --local to run on this machine only)").ConfigureAwait(false);
         }
 
-        var shell = ResolveShell(parse.GetValue(Shell)!);
+        var shell = ChildProcess.FindProgram(parse.GetValue(Shell)!);
         if (shell is null)
         {
             return Cli.Fail($"--shell {parse.GetValue(Shell)}: no such executable program");
@@ -131,7 +131,7 @@ internal static class RunCommand
         {
             // An earlier shoal was killed: its tasks may still run here. End them before anything starts, or a task
             // could run twice at once (they are recorded as interrupted and run again).
-            var survivors = Leftovers.EndTasksOf(runDir.Path, ParseDuration("--grace", parse.GetValue(Grace)!));
+            var survivors = Leftovers.EndTasksOf(runDir.Path, options.Grace);
             if (survivors.Count > 0)
             {
                 await Console.Error.WriteLineAsync($"shoal: ended the processes of {survivors.Count} task(s) still running from an earlier shoal that did not end cleanly: {string.Join(", ", survivors.Take(20))}{(survivors.Count > 20 ? ", ..." : "")}").ConfigureAwait(false);
@@ -228,15 +228,6 @@ internal static class RunCommand
         {
             Console.Error.WriteLine($"shoal: {what}: allocated {GC.GetTotalAllocatedBytes() >> 20} MiB, heap {GC.GetTotalMemory(false) >> 20} MiB");
         }
-    }
-
-    /// <summary>The shell as a path (searched in PATH when it has no '/'), or null when it is not an executable file.</summary>
-    private static string? ResolveShell(string shell)
-    {
-        var candidates = shell.Contains('/', StringComparison.Ordinal)
-            ? [shell]
-            : (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, shell));
-        return candidates.FirstOrDefault(c => File.Exists(c) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(c) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0);
     }
 
     private static int SpawnerThreads() =>

@@ -134,7 +134,7 @@ public sealed class SlurmLeader : IAsyncDisposable
 
         args.AddRange(SelfCommand());
         args.AddRange(["worker", "--leader", $"{leader}:{_server.Port}"]);
-        var srun = FindOnPath("srun") ?? throw new JournalException("srun is not on PATH; inside a SLURM job it should be (or use --local)");
+        var srun = ChildProcess.FindProgram("srun") ?? throw new JournalException("srun is not on PATH; inside a SLURM job it should be (or use --local)");
         if (!_quiet)
         {
             _log($"listening on {leader}:{_server.Port}; starting one worker per node: srun {string.Join(' ', args)}");
@@ -224,10 +224,6 @@ public sealed class SlurmLeader : IAsyncDisposable
         // Under `dotnet shoal.dll` (tests, dotnet run) the process is the dotnet host.
         return Path.GetFileNameWithoutExtension(self) == "dotnet" ? [self, Path.Combine(AppContext.BaseDirectory, "shoal.dll")] : [self];
     }
-
-    private static string? FindOnPath(string name) =>
-        (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries)
-            .Select(d => Path.Combine(d, name)).FirstOrDefault(File.Exists);
 
     public async ValueTask DisposeAsync() => await _server.DisposeAsync().ConfigureAwait(false);
 }

@@ -57,6 +57,17 @@ public static class ChildProcess
         ChildProcesses.ReapForeign = true;
     }
 
+    /// <summary>The executable file <paramref name="program"/> names: itself when it holds a '/', else the first
+    /// match in PATH; null when there is none (missing, or no execute bit).</summary>
+    public static string? FindProgram(string program)
+    {
+        ArgumentNullException.ThrowIfNull(program);
+        var candidates = program.Contains('/', StringComparison.Ordinal)
+            ? [program]
+            : (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, program));
+        return candidates.FirstOrDefault(c => File.Exists(c) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(c) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0);
+    }
+
     /// <summary>Signals a helper's process group (it has its own, like tasks).</summary>
     public static void Signal(int pid, int signal) => Native.Kill(-pid, signal);
 }

@@ -30,13 +30,9 @@ internal sealed class ChildProcesses
     private readonly SemaphoreSlim _live = new(0);
     private long _nextTicket;
     private Thread? _reaper;
-    private long _foreignReaped;
 
     /// <summary>True: children that are not ours are reaped (set by the shoal binary, which owns all its children).</summary>
     public static bool ReapForeign { get; set; }
-
-    /// <summary>Foreign children reaped so far (for tests).</summary>
-    public long ForeignReaped => Interlocked.Read(ref _foreignReaped);
 
     /// <summary>Called right before posix_spawn; returns a ticket for <see cref="EndSpawn"/>.</summary>
     public long BeginSpawn()
@@ -161,7 +157,6 @@ internal sealed class ChildProcesses
                 {
                     // Not ours and never will be: reap it so that it stops hiding the exits behind it.
                     _ = Native.Wait4(pid, out _, Native.WNOHANG, null);
-                    Interlocked.Increment(ref _foreignReaped);
                     unknownPid = 0;
                 }
                 else

@@ -106,19 +106,7 @@ public static class Leftovers
     }
 
     /// <summary>True when the process no longer runs (gone, or a zombie waiting for its parent).</summary>
-    public static bool IsGone(int pid)
-    {
-        try
-        {
-            var stat = File.ReadAllText($"/proc/{pid}/stat");
-            var state = stat[(stat.LastIndexOf(')') + 2)..];
-            return state.Length == 0 || state[0] is 'Z' or 'X';
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            return true;
-        }
-    }
+    public static bool IsGone(int pid) => Stat(pid) is not [not ('Z' or 'X'), ..];
 
     /// <summary>The kernel's name of an open descriptor of ours (what other processes' /proc/PID/fd links show).</summary>
     public static string? NameOfDescriptor(int fd)
@@ -156,19 +144,23 @@ public static class Leftovers
         }
     }
 
-    /// <summary>The process group of <paramref name="pid"/> (0 when it is gone), from /proc/PID/stat.</summary>
-    public static int ProcessGroup(int pid)
+    /// <summary>The process group of <paramref name="pid"/> (0 when it is gone).</summary>
+    public static int ProcessGroup(int pid) =>
+        Stat(pid)?.Split(' ') is [_, _, var group, ..] && int.TryParse(group, NumberStyles.None, CultureInfo.InvariantCulture, out var g) ? g : 0;
+
+    /// <summary>The fields of /proc/PID/stat after "pid (comm) " (state, ppid, pgrp, …), or null when it is gone. comm
+    /// may hold spaces and parentheses, so the fields start after its last ')'.</summary>
+    private static string? Stat(int pid)
     {
         try
         {
             var stat = File.ReadAllText($"/proc/{pid}/stat");
-            // pid (comm) state ppid pgrp ...: comm may hold spaces and parentheses, so count from the last ')'.
-            var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
-            return int.Parse(fields[2], CultureInfo.InvariantCulture);
+            var close = stat.LastIndexOf(')');
+            return close < 0 || close + 2 > stat.Length ? null : stat[(close + 2)..];
         }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or FormatException or IndexOutOfRangeException or ArgumentOutOfRangeException)
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
-            return 0;
+            return null;
         }
     }
 

@@ -363,15 +363,7 @@ public sealed class RunLoop
         var now = _time.GetTimestamp();
         _spawnFailures++;
         _journal.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, AttemptState.Interrupted, 0, exit.StartUnixMs, 0, _options.Session, exit.Worker, exit.Lane, 0, 0, 0, 0, exit.Log));
-        if (_stopSignal == 0)
-        {
-            _state[task] = Queued;
-            _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
-        }
-        else
-        {
-            _state[task] = Pending;
-        }
+        Requeue(task);
 
         if (!_spawnTrouble.TryGetValue(exit.Worker, out var trouble))
         {
@@ -472,11 +464,32 @@ public sealed class RunLoop
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var (task, run) in _running.ToList())
         {
-            _running.Remove(task);
-            var a = _scheduler.Release(task);
-            _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, a.Worker, a.Lanes[0], 0, 0, 0, 0));
+            _scheduler.Release(task);
+            Interrupt(task, run, nowMs);
+        }
+    }
+
+    /// <summary>A running attempt whose end will never be reported (its worker is gone or silent): recorded as
+    /// interrupted, and the task goes back to the queue.</summary>
+    private void Interrupt(int task, RunningTask run, long nowMs)
+    {
+        _running.Remove(task);
+        _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, run.Assignment.Worker, run.Assignment.Lane, 0, 0, 0, 0));
+        _interrupted++;
+        Requeue(task);
+    }
+
+    /// <summary>Queues a task to run again, or, during a stop, leaves it pending for the resume.</summary>
+    private void Requeue(int task)
+    {
+        if (_stopSignal == 0)
+        {
+            _state[task] = Queued;
+            _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
+        }
+        else
+        {
             _state[task] = Pending;
-            _interrupted++;
         }
     }
 
@@ -567,19 +580,7 @@ public sealed class RunLoop
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var task in _scheduler.RemoveWorker(worker))
         {
-            var run = _running[task];
-            _running.Remove(task);
-            _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, worker, run.Assignment.Lane, 0, 0, 0, 0));
-            _interrupted++;
-            if (_stopSignal == 0)
-            {
-                _state[task] = Queued;
-                _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
-            }
-            else
-            {
-                _state[task] = Pending;
-            }
+            Interrupt(task, _running[task], nowMs);
         }
 
         if (!_expectingWorkers && _launchers.Count == 0 && _scheduler.Queued > 0 && _stopSignal == 0)

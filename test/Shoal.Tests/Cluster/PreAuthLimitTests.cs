@@ -13,7 +13,7 @@ public sealed class PreAuthLimitTests : IDisposable
 {
     private readonly TempDir _dir = new();
 
-    private string Tasks(int n) => string.Concat(Enumerable.Range(0, n).Select(_ => $"echo $SHOAL_TASK_ID >> {_dir.File("done.log")}\n"));
+    private string Tasks(int n) => InProcessLeader.EchoTasks(_dir, n);
 
     [Fact]
     public async Task Handshake_MoreConnectionsWaitingThanTheCap_TheNextIsClosedAtOnce_AWorkerStillJoins()

@@ -17,6 +17,13 @@ public sealed class TrustUnderFaultsTests : IDisposable
 
     private int ReadPid(string file) => int.Parse(File.ReadAllText(_dir.File(file)).Trim(), CultureInfo.InvariantCulture);
 
+    /// <summary>Waits until the task has written its whole pid line to task.pid; returns the pid.</summary>
+    private async Task<int> TaskStarted()
+    {
+        await Eventually.True(() => File.Exists(_dir.File("task.pid")) && File.ReadAllText(_dir.File("task.pid")).EndsWith('\n'), "task started");
+        return ReadPid("task.pid");
+    }
+
     [Fact]
     public async Task SigTerm_DefaultGrace_TaskIgnoringTerm_WaitsTheGraceKillsRecordsEndsSessionPrintsSummary()
     {
@@ -25,8 +32,7 @@ public sealed class TrustUnderFaultsTests : IDisposable
         _dir.Write("tasks.txt", "echo $$ > task.pid; trap '' TERM; sleep 20 & wait; sleep 20\n");
         using var p = ShoalBinary.Start(_dir.Path, ["run", "tasks.txt", "--grace", "4s"]);
         var stderr = p.StandardError.ReadToEndAsync();
-        await Eventually.True(() => File.Exists(_dir.File("task.pid")) && File.ReadAllText(_dir.File("task.pid")).EndsWith('\n'), "task started");
-        var task = ReadPid("task.pid");
+        var task = await TaskStarted();
         Assert.Equal(0, Native.Kill(p.Id, Native.SIGTERM));
         await Task.Delay(2500);
         Assert.False(p.HasExited, "shoal left before the grace was over");
@@ -52,7 +58,7 @@ public sealed class TrustUnderFaultsTests : IDisposable
         _dir.Write("tasks.txt", "echo $$ > task.pid; trap '' TERM INT; sleep 60 & wait; sleep 60\n");
         using var p = ShoalBinary.Start(_dir.Path, ["run", "tasks.txt", "--grace", "5m"]);
         var stderr = p.StandardError.ReadToEndAsync();
-        await Eventually.True(() => File.Exists(_dir.File("task.pid")) && File.ReadAllText(_dir.File("task.pid")).EndsWith('\n'), "task started");
+        var task = await TaskStarted();
         Assert.Equal(0, Native.Kill(p.Id, Native.SIGINT));
         await Task.Delay(500);
         Assert.Equal(0, Native.Kill(p.Id, Native.SIGINT));
@@ -60,7 +66,7 @@ public sealed class TrustUnderFaultsTests : IDisposable
         await p.WaitForExitAsync(timeout.Token); // not the 5 minutes of grace
         Assert.Equal(130, p.ExitCode);
         Assert.Contains("1 interrupted", await stderr, StringComparison.Ordinal);
-        Assert.False(Processes.Alive(ReadPid("task.pid")));
+        Assert.False(Processes.Alive(task));
         using var journal = Journal();
         Assert.Equal(AttemptState.Interrupted, Assert.Single(journal.Attempts(1)).State);
         Assert.NotNull(Assert.Single(journal.Sessions()).Ended);
@@ -73,7 +79,7 @@ public sealed class TrustUnderFaultsTests : IDisposable
         // it. A task that catches our TERM and exits 0 answered the stop; its work may be unfinished.
         _dir.Write("tasks.txt", "[ -f go ] && exit 0; echo $$ > task.pid; trap 'exit 0' TERM; sleep 30 & wait\n");
         using var p = ShoalBinary.Start(_dir.Path, ["run", "tasks.txt"]);
-        await Eventually.True(() => File.Exists(_dir.File("task.pid")), "task started");
+        await TaskStarted();
         await Task.Delay(200);
         Assert.Equal(0, Native.Kill(p.Id, Native.SIGTERM));
         await p.WaitForExitAsync();

@@ -35,6 +35,13 @@ public sealed class InProcessLeader : IAsyncDisposable
 
     public byte[] Secret => Leader.Secret;
 
+    /// <summary>A task file of <paramref name="n"/> tasks that each append their id to done.log in <paramref name="dir"/>.</summary>
+    public static string EchoTasks(TempDir dir, int n)
+    {
+        ArgumentNullException.ThrowIfNull(dir);
+        return string.Concat(Enumerable.Range(0, n).Select(_ => $"echo $SHOAL_TASK_ID >> {dir.File("done.log")}\n"));
+    }
+
     public static InProcessLeader Start(TempDir dir, string taskFile, RunOptions? options = null, string? leaderAddress = null)
     {
         ArgumentNullException.ThrowIfNull(dir);
