@@ -45,7 +45,7 @@ internal static class CatCommand
             return Cli.Fail($"the journal has no worker {a.Worker} for session {a.Session}");
         }
 
-        var path = ProcessLauncher.LogPath(runDir.LogDirectory(a.Session), worker.Value.LogPrefix, a.Lane, stderr, a.Log);
+        var path = runDir.LaneLog(a.Session, worker.Value.LogPrefix, a.Lane, stderr, a.Log);
         var (offset, length) = stderr ? (a.ErrOffset, a.ErrLength) : (a.OutOffset, a.OutLength);
         if (a.State == AttemptState.Running)
         {

@@ -34,7 +34,7 @@ internal static class ReportCommand
         {
             if (prefixes.TryGetValue((a.Session, a.Worker), out var prefix))
             {
-                tails[a.TaskId] = Tail(ProcessLauncher.LogPath(runDir.LogDirectory(a.Session), prefix, a.Lane, stderr: true, a.Log), a.ErrOffset, a.ErrLength);
+                tails[a.TaskId] = Tail(runDir.LaneLog(a.Session, prefix, a.Lane, stderr: true, a.Log), a.ErrOffset, a.ErrLength);
             }
         }
 

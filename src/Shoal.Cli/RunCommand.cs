@@ -109,90 +109,45 @@ internal static class RunCommand
             options = options with { SpawnGiveUp = TimeSpan.FromSeconds(giveUp) }; // tests and impatient admins
         }
 
-        var host = Environment.MachineName;
-        WorkerInfo[] workers = allocation is null
-            ? [new WorkerInfo(0, host, slots, gpus)]
-            : [.. allocation.Nodes.Select((n, i) => new WorkerInfo(i, n, allocation.CpusPerNode[i], [.. Enumerable.Range(0, allocation.GpusPerNode).Select(g => g.ToString(System.Globalization.CultureInfo.InvariantCulture))]))];
-        if (RunLoop.FirstTooLarge(tasks, workers) is { } big)
-        {
-            var shape = tasks.Shape(big);
-            var offer = allocation is null
-                ? $"this machine offers {slots} slots and {gpus.Count} GPUs{(gpus.Count == 0 && shape.Gpus > 0 ? " (give them with --gpus or CUDA_VISIBLE_DEVICES)" : "")}"
-                : $"the largest node of the allocation has {allocation.CpusPerNode.Max()} CPUs and {allocation.GpusPerNode} GPUs";
-            throw new TaskInputException($"{tasks.Origin}:{tasks.Lines[big]}: the task asks for {shape.Cpus} CPUs and {shape.Gpus} GPUs, but {offer}");
-        }
-
-        using var runDir = new RunDirectory(parse.GetValue(RunDir) ?? defaultRunDir);
-        runDir.Acquire();
-        using var journal = RunJournal.Open(runDir.JournalPath, create: true);
-        CheckSameTasks(journal, tasks, runDir);
-        Trace("journal checked");
-        if (journal.Sessions().Any(s => s.Ended is null))
-        {
-            // An earlier shoal was killed: its tasks may still run here. End them before anything starts, or a task
-            // could run twice at once (they are recorded as interrupted and run again).
-            var survivors = Leftovers.EndTasksOf(runDir.Path, options.Grace);
-            if (survivors.Count > 0)
-            {
-                await Console.Error.WriteLineAsync($"shoal: ended the processes of {survivors.Count} task(s) still running from an earlier shoal that did not end cleanly: {string.Join(", ", survivors.Take(20))}{(survivors.Count > 20 ? ", ..." : "")}").ConfigureAwait(false);
-            }
-        }
-
-        var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), host, Environment.ProcessId, string.Join(' ', Environment.GetCommandLineArgs().Skip(1)));
-        if (allocation is null)
-        {
-            journal.AddWorker(session, 0, host, slots, string.Join(',', gpus), "w0-");
-        }
-
-        options = options with { Session = session, ManageGpus = allocation is null ? gpus.Count > 0 : allocation.GpusPerNode > 0 };
-
         var quiet = parse.GetValue(Quiet);
         var json = parse.GetValue(Output) == "json";
-        using var writer = new JournalWriter(journal);
-        var launcherOptions = new ProcessLauncherOptions(
-            shell,
-            runDir.LogDirectory(session),
-            slots,
-            [new("SHOAL_RUN_DIR", runDir.Path)],
-            "w0-",
-            SpawnerThreads());
-        var loop = new RunLoop(tasks, options, journal, writer, TimeProvider.System);
-        await using var cluster = allocation is null ? null : new SlurmLeader(allocation, loop, writer, runDir, session, shell, quiet);
-        if (cluster is null)
+        var settings = new RunSettings(tasks, parse.GetValue(RunDir) ?? defaultRunDir, options, shell)
         {
-            loop.AddWorker(workers[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
-            loop.ExpectNoMoreWorkers();
-        }
+            Allocation = allocation,
+            Slots = slots,
+            Gpus = gpus,
+            Quiet = quiet,
+            CommandLine = string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
+            SpawnerThreads = SpawnerThreads(),
+        };
+        await using var session = RunSession.Open(settings, message => Console.Error.WriteLine($"shoal: {message}"));
+        Trace("journal checked");
 
         // Parsing and fingerprinting a big task file leaves garbage; drop it before the long steady state.
         GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
         Trace("loop built");
         if (!quiet)
         {
-            var before = loop.Progress.AlreadyDone + loop.Progress.AlreadyFailed;
-            var where = allocation is null
-                ? $"{slots} slots, {(gpus.Count == 0 ? "no GPUs" : $"GPUs {string.Join(',', gpus)}")} on {host}"
-                : allocation.Describe();
+            var progress = session.Progress;
+            var before = progress.AlreadyDone + progress.AlreadyFailed;
             await Console.Error.WriteLineAsync(
-                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({loop.Progress.AlreadyDone} done and {loop.Progress.AlreadyFailed} failed before)" : "")}; {where}; run dir {runDir.Path}").ConfigureAwait(false);
+                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({progress.AlreadyDone} done and {progress.AlreadyFailed} failed before)" : "")}; {session.Describe()}; run dir {session.Directory.Path}").ConfigureAwait(false);
         }
 
-        cluster?.Start();
-
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; loop.RequestStop(Native.SIGINT); });
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; loop.RequestStop(Native.SIGTERM); });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; session.RequestStop(Native.SIGINT); });
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, c => { c.Cancel = true; session.RequestStop(Native.SIGTERM); });
 
         using var governor = new AllocationGovernor();
-        using var display = quiet ? null : ProgressDisplay.Start(loop.Progress);
-        var outcome = await loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
-        display?.Stop();
-        if (cluster is not null)
+        RunOutcome outcome;
+        using (var display = quiet ? null : ProgressDisplay.Start(session.Progress))
         {
-            await cluster.FinishAsync().ConfigureAwait(false);
-            if (loop.RanOutOfWorkers && !quiet)
-            {
-                await Console.Error.WriteLineAsync("shoal: every worker was lost before the run ended; run the same command again (in a new allocation) to finish it").ConfigureAwait(false);
-            }
+            outcome = await session.RunAsync().ConfigureAwait(false); // throws (exit 2, clear message) when the journal could not be written
+            display?.Stop();
+        }
+
+        if (allocation is not null && session.RanOutOfWorkers && !quiet)
+        {
+            await Console.Error.WriteLineAsync("shoal: every worker was lost before the run ended; run the same command again (in a new allocation) to finish it").ConfigureAwait(false);
         }
 
         if (outcome.SpawnError is not null)
@@ -200,16 +155,13 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync($"shoal: error: {outcome.SpawnError}").ConfigureAwait(false);
         }
 
-        writer.Complete(); // throws (exit 2, clear message) when the journal could not be written
-        journal.EndSession(session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
-
         if (json)
         {
-            Summary.WriteJson(Console.Out, outcome, runDir.Path);
+            Summary.WriteJson(Console.Out, outcome, session.Directory.Path);
         }
         else if (!quiet)
         {
-            Summary.WriteText(Console.Error, outcome, runDir.Path);
+            Summary.WriteText(Console.Error, outcome, session.Directory.Path);
         }
 
         if (Environment.GetEnvironmentVariable("SHOAL_GC_STATS") is not null)
@@ -300,41 +252,5 @@ internal static class RunCommand
         {
             throw new TaskInputException($"cannot read {path}: {Cli.Describe(e)}", e);
         }
-    }
-
-    /// <summary>Refuses a journal made for other tasks: results must never be attributed to the wrong command.
-    /// Tasks appended at the end of the file are accepted (the old ones keep their ids and fingerprint).</summary>
-    private static void CheckSameTasks(RunJournal journal, TaskList tasks, RunDirectory runDir)
-    {
-        var stored = journal.GetMeta("tasks.fingerprint");
-        var update = new Dictionary<string, string>
-        {
-            ["tasks.count"] = tasks.Count.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["tasks.fingerprint"] = tasks.Fingerprint(tasks.Count),
-            ["tasks.origin"] = tasks.Origin,
-        };
-        if (stored is null)
-        {
-            update["created"] = DateTimeOffset.UtcNow.ToString("O", System.Globalization.CultureInfo.InvariantCulture);
-            journal.SetMeta(update);
-            return;
-        }
-
-        var oldCount = int.Parse(journal.GetMeta("tasks.count") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
-        if (oldCount == tasks.Count && update["tasks.fingerprint"] == stored)
-        {
-            return;
-        }
-
-        if (oldCount < tasks.Count && tasks.Fingerprint(oldCount) == stored)
-        {
-            journal.SetMeta(update);
-            return;
-        }
-
-        throw new JournalException(
-            $"the tasks of {tasks.Origin} changed since the run in {runDir.Path} began ({oldCount} tasks then, {tasks.Count} now, and not only appended). " +
-            "Resuming would attribute results to the wrong commands. Restore the original file, start a new run with --run-dir NEWDIR, " +
-            $"or remove {runDir.Path} to start over.");
     }
 }

@@ -69,12 +69,12 @@ internal static class StatusCommand
     {
         try
         {
-            using var probe = new FileStream(Path.Combine(runDir.Path, "lock"), FileMode.Open, FileAccess.Read, FileShare.None);
+            using var probe = new FileStream(runDir.LockPath, FileMode.Open, FileAccess.Read, FileShare.None);
             return false;
         }
         catch (IOException)
         {
-            return File.Exists(Path.Combine(runDir.Path, "lock"));
+            return File.Exists(runDir.LockPath);
         }
         catch (UnauthorizedAccessException)
         {

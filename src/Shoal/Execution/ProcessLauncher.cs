@@ -68,13 +68,6 @@ public sealed class ProcessLauncher : ITaskLauncher
         }
     }
 
-    /// <summary>The log of <paramref name="lane"/> in generation <paramref name="log"/>: <c>w0-007.out</c>, then
-    /// <c>w0-007.1.out</c>, <c>w0-007.2.out</c>… once a task left a process holding the previous one.</summary>
-    public static string LogPath(string directory, string prefix, int lane, bool stderr, int log = 0) =>
-        Path.Combine(directory, log == 0
-            ? string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{(stderr ? "err" : "out")}")
-            : string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{log}.{(stderr ? "err" : "out")}"));
-
     /// <summary>Lane logs abandoned because a task's leftover still held them (for tests and the summary).</summary>
     public int Rotations { get; private set; }
 
@@ -355,8 +348,8 @@ public sealed class ProcessLauncher : ITaskLauncher
                 return;
             }
 
-            OutPathString = LogPath(directory, prefix, lane, stderr: false, Generation);
-            ErrPathString = LogPath(directory, prefix, lane, stderr: true, Generation);
+            OutPathString = Shoal.Running.RunDirectory.LaneLog(directory, prefix, lane, stderr: false, Generation);
+            ErrPathString = Shoal.Running.RunDirectory.LaneLog(directory, prefix, lane, stderr: true, Generation);
             var outFd = OpenReadOnly(OutPathString);
             int errFd;
             try

@@ -259,15 +259,16 @@ public sealed class RunJournal : IDisposable
     public int MarkRunningInterrupted() =>
         Execute($"UPDATE attempt SET state = {(int)AttemptState.Interrupted} WHERE state = {(int)AttemptState.Running}");
 
-    /// <summary>Calls <paramref name="visit"/> with the latest attempt of every task that has one.</summary>
-    public void ReadLatest(Action<int, int, AttemptState> visit)
+    /// <summary>Calls <paramref name="visit"/> with the latest attempt of every task that has one: task id, attempt,
+    /// state, duration in ms.</summary>
+    public void ReadLatest(Action<int, int, AttemptState, long> visit)
     {
         using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT task, max(attempt), state FROM attempt GROUP BY task";
+        cmd.CommandText = "SELECT task, max(attempt), state, duration FROM attempt GROUP BY task";
         using var r = cmd.ExecuteReader();
         while (r.Read())
         {
-            visit(r.GetInt32(0), r.GetInt32(1), (AttemptState)r.GetInt32(2));
+            visit(r.GetInt32(0), r.GetInt32(1), (AttemptState)r.GetInt32(2), r.GetInt64(3));
         }
     }
 

@@ -10,11 +10,14 @@ internal enum LoopEventKind
     Joined,
     Lost,
     NoMoreWorkers,
+    EndTime,
 }
 
 /// <summary>What the run loop reacts to.</summary>
-internal readonly record struct LoopEvent(LoopEventKind Kind, TaskExit Exit, int Signal, WorkerInfo? Worker = null, ITaskLauncher? Launcher = null)
+internal readonly record struct LoopEvent(LoopEventKind Kind, TaskExit Exit, int Signal, WorkerInfo? Worker = null, ITaskLauncher? Launcher = null, DateTimeOffset? End = null)
 {
+    public static LoopEvent EndTime(DateTimeOffset? end) => new(LoopEventKind.EndTime, default, 0, End: end);
+
     public static readonly LoopEvent Tick = new(LoopEventKind.Tick, default, 0);
 
     public static readonly LoopEvent NoMoreWorkers = new(LoopEventKind.NoMoreWorkers, default, 0);

@@ -4,8 +4,10 @@ using Shoal.Journal;
 namespace Shoal.Running;
 
 /// <summary>
-/// The folder of a run: <c>journal.db</c>, a <c>lock</c> held while a run uses it, and <c>out/s&lt;session&gt;/</c>
-/// with the lane logs. Default place: beside the task file, named after it (<c>tasks.txt</c> → <c>tasks.txt.shoal</c>).
+/// The folder of a run, and the one place that knows its layout: <c>journal.db</c>, a <c>lock</c> held while a run
+/// uses it, <c>out/s&lt;session&gt;/</c> with the lane logs (<see cref="LaneLog"/>), and <c>jobs/</c> with the batch
+/// script and outputs of a chain of SLURM jobs. Default place: beside the task file, named after it
+/// (<c>tasks.txt</c> → <c>tasks.txt.shoal</c>).
 /// </summary>
 public sealed class RunDirectory : IDisposable
 {
@@ -20,7 +22,26 @@ public sealed class RunDirectory : IDisposable
 
     public string JournalPath => System.IO.Path.Combine(Path, RunJournal.FileName);
 
+    public string LockPath => System.IO.Path.Combine(Path, "lock");
+
     public string LogDirectory(int session) => System.IO.Path.Combine(Path, "out", string.Create(CultureInfo.InvariantCulture, $"s{session}"));
+
+    /// <summary>The log of an attempt: <see cref="LaneLog"/> in its session's <see cref="LogDirectory"/>.</summary>
+    public string LaneLog(int session, string prefix, int lane, bool stderr, int log = 0) => LaneLog(LogDirectory(session), prefix, lane, stderr, log);
+
+    /// <summary>The log of <paramref name="lane"/> in generation <paramref name="log"/>: <c>w0-007.out</c>, then
+    /// <c>w0-007.1.out</c>, <c>w0-007.2.out</c>… once a task left a process holding the previous one. Workers on
+    /// other nodes are given only the log directory, hence static.</summary>
+    public static string LaneLog(string logDirectory, string prefix, int lane, bool stderr, int log = 0) =>
+        System.IO.Path.Combine(logDirectory, log == 0
+            ? string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{(stderr ? "err" : "out")}")
+            : string.Create(CultureInfo.InvariantCulture, $"{prefix}{lane:D3}.{log}.{(stderr ? "err" : "out")}"));
+
+    /// <summary>Where a chain of SLURM jobs keeps its batch script and the jobs' outputs.</summary>
+    public string JobsDirectory => System.IO.Path.Combine(Path, "jobs");
+
+    /// <summary>The batch script <c>shoal submit</c> writes and each continuation submits again.</summary>
+    public string BatchScript => System.IO.Path.Combine(JobsDirectory, "run.sbatch");
 
     public static string DefaultFor(string taskFile) => taskFile + ".shoal";
 
@@ -36,7 +57,7 @@ public sealed class RunDirectory : IDisposable
             throw new JournalException($"cannot create the run directory {Path}: {e.Message}", e);
         }
 
-        var lockPath = System.IO.Path.Combine(Path, "lock");
+        var lockPath = LockPath;
         try
         {
             // .NET takes an flock(LOCK_EX|LOCK_NB) for FileShare.None: released by the kernel if we die.

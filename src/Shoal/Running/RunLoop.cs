@@ -1,78 +1,46 @@
 using System.Threading.Channels;
 using Shoal.Execution;
 using Shoal.Journal;
-using Shoal.Scheduling;
 using Shoal.Tasks;
 
 namespace Shoal.Running;
 
 /// <summary>
-/// The one loop that owns a run's state. Process exits, timer ticks and stop requests arrive as events on a
-/// single-reader channel; the loop updates the books, records attempts in the journal, asks the
-/// <see cref="Scheduler"/> what to start and hands that to the <see cref="ITaskLauncher"/>. No locks inside.
+/// The pump around <see cref="RunState"/>: process exits, worker joins and losses, stop requests and a 100 ms tick
+/// arrive from any thread on one single-reader channel; one loop hands them to the state, which decides, and carries
+/// out its effects (launchers start and signal attempts, the journal writer records rows). No locks inside.
 /// </summary>
-public sealed class RunLoop
+public sealed class RunLoop : IRunEffects
 {
-    private const byte Pending = 0;
-    private const byte Queued = 1;
-    private const byte Active = 2;
-    private const byte Succeeded = 3;
-    private const byte Failed = 4;
-    private const byte DoneBefore = 5;
-    private const byte FailedBefore = 6;
-
-    private readonly TaskList _tasks;
-    private readonly RunOptions _options;
+    private readonly RunState _state;
     private readonly JournalWriter _journal;
     private readonly TimeProvider _time;
-    private readonly Scheduler _scheduler;
     private readonly Channel<LoopEvent> _events = Channel.CreateUnbounded<LoopEvent>(new UnboundedChannelOptions { SingleReader = true });
-    private readonly byte[] _state;
-    private readonly int[] _attempt;
-    private readonly byte[] _failures;
-    private readonly Dictionary<int, RunningTask> _running = [];
-    private readonly PriorityQueue<(int Task, int Attempt), long> _deadlines = new();
-    private readonly List<Assignment> _decisions = [];
-    private readonly List<(int, int, bool)> _firstFailures = [];
     private readonly Dictionary<int, ITaskLauncher> _launchers = [];
-    private readonly Dictionary<int, SpawnTrouble> _spawnTrouble = [];
-    private readonly List<RecentDeath> _recentDeaths = [];
-    private bool _expectingWorkers = true;
-    private int _succeeded;
-    private int _failed;
-    private int _interrupted;
-    private int _stopSignal;
-    private long _stopKillAt = long.MaxValue;
-    private long _stopGiveUpAt = long.MaxValue;
-    private int _spawnFailures;
-    private string? _spawnError;
-    private bool _noMoreStarts;
-
-    /// <summary>A task killed by one of these signals shortly before our own stop request arrived was most likely
-    /// killed by the same stop (SLURM's time limit sends TERM to every process of the job at once).</summary>
-    private static readonly TimeSpan StopRace = TimeSpan.FromSeconds(2);
 
     /// <summary>Reads the journal (to skip what finished before); workers join through <see cref="AddWorker"/>.</summary>
     public RunLoop(TaskList tasks, RunOptions options, RunJournal journal, JournalWriter writer, TimeProvider time)
     {
         ArgumentNullException.ThrowIfNull(journal);
-        ArgumentNullException.ThrowIfNull(options);
-        ArgumentOutOfRangeException.ThrowIfGreaterThan(options.Retries, RunOptions.MaxRetries);
-        _tasks = tasks;
-        _options = options;
         _journal = writer;
         _time = time;
-        _scheduler = new Scheduler(tasks.Shapes);
-        _state = new byte[tasks.Count];
-        _attempt = new int[tasks.Count];
-        _failures = new byte[tasks.Count];
-        LoadJournal(journal);
-        Progress = new RunProgress(tasks.Count, _state.Count(s => s == DoneBefore), _state.Count(s => s == FailedBefore), time.GetTimestamp());
+        _state = new RunState(tasks, options, this, time);
+        journal.MarkRunningInterrupted();
+        journal.ReadLatest(_state.Recall);
+        _state.Begin();
         ExitSink = exit => _events.Writer.TryWrite(LoopEvent.Exited(exit));
     }
 
     /// <summary>Where launchers report ended attempts (any thread).</summary>
     public Action<TaskExit> ExitSink { get; }
+
+    public RunProgress Progress => _state.Progress;
+
+    /// <summary>Why the journal stopped accepting rows, when it did (the run then stopped).</summary>
+    public string? JournalError => _state.JournalError;
+
+    /// <summary>True when the run ended because every worker was lost with tasks still queued.</summary>
+    public bool RanOutOfWorkers => _state.RanOutOfWorkers;
 
     /// <summary>A worker joins (any thread): its slots and GPUs become schedulable, started tasks go to its launcher.</summary>
     public void AddWorker(WorkerInfo worker, ITaskLauncher launcher) => _events.Writer.TryWrite(LoopEvent.Joined(worker, launcher));
@@ -83,90 +51,30 @@ public sealed class RunLoop
     /// <summary>No worker will join any more (any thread): once none is left, the run ends even with tasks queued.</summary>
     public void ExpectNoMoreWorkers() => _events.Writer.TryWrite(LoopEvent.NoMoreWorkers);
 
-    public RunProgress Progress { get; }
-
-    /// <summary>The first task (by id) whose shape no worker can ever hold, or null.</summary>
-    public static int? FirstTooLarge(TaskList tasks, IReadOnlyList<WorkerInfo> workers)
-    {
-        var scheduler = new Scheduler(tasks.Shapes);
-        foreach (var w in workers)
-        {
-            scheduler.AddWorker(w.Id, w.Slots, w.Gpus);
-        }
-
-        var fits = tasks.Shapes.Select(scheduler.CouldEverFit).ToArray();
-        if (fits.All(f => f))
-        {
-            return null;
-        }
-
-        for (var i = 0; i < tasks.Count; i++)
-        {
-            if (!fits[tasks.ShapeIndex(i)])
-            {
-                return i;
-            }
-        }
-
-        return null;
-    }
-
-    private void LoadJournal(RunJournal journal)
-    {
-        journal.MarkRunningInterrupted();
-        journal.ReadLatest((taskId, attempt, state) =>
-        {
-            var index = _tasks.IndexOf(taskId);
-            if (index < 0)
-            {
-                return;
-            }
-
-            _attempt[index] = attempt;
-            _state[index] = state switch
-            {
-                AttemptState.Succeeded => DoneBefore,
-                AttemptState.Failed or AttemptState.TimedOut when !_options.RetryFailed => FailedBefore,
-                _ => Pending,
-            };
-        });
-    }
+    /// <summary>When the allocation ends (any thread; null: unknown). Tasks expected to end later than
+    /// <see cref="RunOptions.EndMargin"/> before it are not started.</summary>
+    public void SetEnd(DateTimeOffset? end) => _events.Writer.TryWrite(LoopEvent.EndTime(end));
 
     /// <summary>Asks the run to stop (SIGINT/SIGTERM): no new starts, running tasks get TERM, then KILL after the grace.</summary>
     public void RequestStop(int signal) => _events.Writer.TryWrite(LoopEvent.Stop(signal));
 
+    /// <summary>The first task (by id) whose shape no worker can ever hold, or null.</summary>
+    public static int? FirstTooLarge(TaskList tasks, IReadOnlyList<WorkerInfo> workers) => RunState.FirstTooLarge(tasks, workers);
+
     public async Task<RunOutcome> RunAsync(CancellationToken cancellationToken = default)
     {
         var started = _time.GetTimestamp();
-        var perShape = new int[_tasks.Shapes.Count];
-        for (var i = 0; i < _tasks.Count; i++)
-        {
-            if (_state[i] == Pending)
-            {
-                perShape[_tasks.ShapeIndex(i)]++;
-            }
-        }
-
-        for (var s = 0; s < perShape.Length; s++)
-        {
-            _scheduler.Reserve(s, perShape[s]);
-        }
-
-        for (var i = 0; i < _tasks.Count; i++)
-        {
-            if (_state[i] == Pending)
-            {
-                _state[i] = Queued;
-                _scheduler.Enqueue(i, _tasks.ShapeIndex(i));
-            }
-        }
-
         using var ticker = _time.CreateTimer(_ => _events.Writer.TryWrite(LoopEvent.Tick), null, TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(100));
         try
         {
-            StartWhatFits();
             var reader = _events.Reader;
-            while (!Finished)
+            while (reader.TryRead(out var early))
+            {
+                Handle(early); // what was said before the run began (workers, the allocation's end) counts from the start
+            }
+
+            _state.Settle();
+            while (!_state.Finished)
             {
                 await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false);
                 while (reader.TryRead(out var e))
@@ -174,12 +82,7 @@ public sealed class RunLoop
                     Handle(e);
                 }
 
-                if (_stopSignal == 0 && !_noMoreStarts)
-                {
-                    StartWhatFits();
-                }
-
-                PublishProgress();
+                _state.Settle();
             }
         }
         finally
@@ -192,428 +95,60 @@ public sealed class RunLoop
             _launchers.Clear();
         }
 
-        var notRun = _state.Count(s => s is Queued or Pending);
-        return new RunOutcome(
-            _tasks.Count,
-            Progress.AlreadyDone,
-            Progress.AlreadyFailed,
-            _succeeded,
-            _failed,
-            _interrupted,
-            notRun,
-            _time.GetElapsedTime(started),
-            _stopSignal,
-            _firstFailures)
-        {
-            SpawnFailures = _spawnFailures,
-            SpawnError = _spawnError,
-        };
+        return _state.Outcome(_time.GetElapsedTime(started));
     }
-
-    private bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || _noMoreStarts || (!_expectingWorkers && _launchers.Count == 0));
-
-    /// <summary>Why the journal stopped accepting rows, when it did (the run then stopped).</summary>
-    public string? JournalError { get; private set; }
-
-    /// <summary>True when the run ended because every worker was lost with tasks still queued.</summary>
-    public bool RanOutOfWorkers { get; private set; }
-
-    private void PublishProgress() => Progress.Set(_succeeded, _failed, _running.Count, _interrupted);
 
     private void Handle(LoopEvent e)
     {
         switch (e.Kind)
         {
             case LoopEventKind.Exited:
-                OnExit(e.Exit);
+                _state.Exited(e.Exit);
                 break;
             case LoopEventKind.Tick:
-                OnTick();
+                if (_journal.Failure is { } failure)
+                {
+                    _state.JournalFailed(failure.Message);
+                }
+
+                _state.Tick();
                 break;
             case LoopEventKind.Stop:
-                OnStop(e.Signal);
+                _state.Stop(e.Signal);
                 break;
             case LoopEventKind.Joined:
-                _scheduler.AddWorker(e.Worker!.Id, e.Worker.Slots, e.Worker.Gpus);
-                _launchers[e.Worker.Id] = e.Launcher!;
+                _launchers[e.Worker!.Id] = e.Launcher!;
+                _state.Join(e.Worker);
                 break;
             case LoopEventKind.Lost:
-                OnWorkerLost(e.Signal);
+                _state.LoseWorker(e.Signal);
                 break;
             case LoopEventKind.NoMoreWorkers:
-                _expectingWorkers = false;
-                RanOutOfWorkers = _launchers.Count == 0 && _scheduler.Queued > 0 && _stopSignal == 0;
+                _state.NoMoreWorkers();
+                break;
+            case LoopEventKind.EndTime:
+                _state.SetEnd(e.End);
                 break;
         }
     }
 
-    private void StartWhatFits()
+    void IRunEffects.Launch(int worker, LaunchRequest request) => _launchers[worker].Launch(request);
+
+    void IRunEffects.Signal(int worker, int task, int signal)
     {
-        _decisions.Clear();
-        _scheduler.Schedule(_decisions);
-        var now = _time.GetTimestamp();
-        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (var a in _decisions)
-        {
-            var task = a.Task;
-            var attempt = ++_attempt[task];
-            _state[task] = Active;
-            var timeout = _tasks.Shape(task).Timeout ?? _options.Timeout;
-            _running[task] = new RunningTask(attempt, a, now);
-            if (timeout is { } t)
-            {
-                _deadlines.Enqueue((task, attempt), now + (long)(t.TotalSeconds * _time.TimestampFrequency));
-            }
-
-            _journal.Record(new AttemptRecord(_tasks.Id(task), attempt, AttemptState.Running, 0, nowMs, 0, _options.Session, a.Worker, a.Lane, 0, 0, 0, 0));
-            _launchers[a.Worker].Launch(new LaunchRequest(task, _tasks.Id(task), attempt, _tasks.CommandBytes(task), a.Lane, a.Cpus, _options.ManageGpus ? a.Gpus : null));
-        }
-    }
-
-    private void OnExit(TaskExit exit)
-    {
-        var task = exit.Task;
-        if (!_running.TryGetValue(task, out var run) || run.Attempt != exit.Attempt || run.Assignment.Worker != exit.Worker)
-        {
-            return; // a late report of an attempt already given up on
-        }
-
-        _running.Remove(task);
-        var a = _scheduler.Release(task);
-        if (exit.SpawnFailed)
-        {
-            OnSpawnFailed(task, run, exit);
-            return;
-        }
-
-        if (_spawnTrouble.TryGetValue(exit.Worker, out var trouble) && run.Started > trouble.LastFailure)
-        {
-            _spawnTrouble.Remove(exit.Worker); // it started a process again
-        }
-
-        var status = exit.Signal != 0 ? -exit.Signal : exit.ExitCode;
-        AttemptState state;
-        if (status == 0 && !exit.Signalled)
-        {
-            // Its own clean exit came before any signal of ours reached it (a stop or a timeout raced with its end).
-            state = AttemptState.Succeeded;
-        }
-        else if (run.Interrupted)
-        {
-            // Includes a task that caught our TERM and exited 0: it answered the stop, its work may be unfinished.
-            state = AttemptState.Interrupted;
-        }
-        else if (run.TimedOut)
-        {
-            state = AttemptState.TimedOut;
-        }
-        else
-        {
-            state = status == 0 ? AttemptState.Succeeded : AttemptState.Failed;
-        }
-
-        var record = new AttemptRecord(_tasks.Id(task), exit.Attempt, state, status, exit.StartUnixMs, exit.DurationMs, _options.Session, a.Worker, exit.Lane, exit.OutOffset, exit.OutLength, exit.ErrOffset, exit.ErrLength, exit.Log);
-        _journal.Record(record);
-        switch (state)
-        {
-            case AttemptState.Succeeded:
-                _state[task] = Succeeded;
-                _succeeded++;
-                break;
-            case AttemptState.Interrupted:
-                _state[task] = Pending;
-                _interrupted++;
-                break;
-            default:
-                if (state == AttemptState.Failed && _stopSignal == 0 && IsStopSignal(exit, status))
-                {
-                    _recentDeaths.Add(new RecentDeath(task, record, _time.GetTimestamp()));
-                }
-
-                if (_failures[task] < _options.Retries && _stopSignal == 0)
-                {
-                    _failures[task]++;
-                    _state[task] = Queued;
-                    _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
-                }
-                else
-                {
-                    _state[task] = Failed;
-                    _failed++;
-                    if (_firstFailures.Count < 5)
-                    {
-                        _firstFailures.Add((_tasks.Id(task), status, state == AttemptState.TimedOut));
-                    }
-                }
-
-                break;
-        }
-    }
-
-    /// <summary>Killed by TERM/INT/HUP/KILL, or a shell reporting its child was (128+n): what a job-wide stop does.</summary>
-    private static bool IsStopSignal(TaskExit exit, int status) =>
-        exit.Signal is Native.SIGTERM or Native.SIGINT or Native.SIGKILL or 1 || status is 128 + Native.SIGTERM or 128 + Native.SIGINT or 128 + 1;
-
-    /// <summary>The attempt never started: the machine's failure (process or open-file limit), not the task's. It is
-    /// recorded as interrupted and queued again; the worker gets no new task for a backoff that doubles with each
-    /// failure in a row (50 ms to 5 s). A worker that starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given
-    /// up: lost (its tasks go to other workers), and the run ends if it was the last.</summary>
-    private void OnSpawnFailed(int task, RunningTask run, TaskExit exit)
-    {
-        var now = _time.GetTimestamp();
-        _spawnFailures++;
-        _journal.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, AttemptState.Interrupted, 0, exit.StartUnixMs, 0, _options.Session, exit.Worker, exit.Lane, 0, 0, 0, 0, exit.Log));
-        Requeue(task);
-
-        if (!_spawnTrouble.TryGetValue(exit.Worker, out var trouble))
-        {
-            trouble = new SpawnTrouble { First = now };
-            _spawnTrouble[exit.Worker] = trouble;
-        }
-
-        if (run.Started < trouble.LastFailure)
-        {
-            return; // one of a burst started before the last backoff: it does not double the wait again
-        }
-
-        trouble.Streak++;
-        trouble.LastFailure = now;
-        trouble.Message = System.Runtime.InteropServices.Marshal.GetPInvokeErrorMessage(exit.ExitCode);
-        if (_time.GetElapsedTime(trouble.First, now) >= _options.SpawnGiveUp)
-        {
-            _spawnError = $"worker {exit.Worker} could not start any task for {_options.SpawnGiveUp.TotalSeconds:0.#} s ({trouble.Message}; a process or open-file limit? see ulimit -u and ulimit -n)";
-            if (_launchers.Count > 1)
-            {
-                OnWorkerLost(exit.Worker); // the others go on; its running tasks are requeued
-            }
-            else
-            {
-                // The only worker: start nothing more, let what runs finish, end with the rest not run (exit 1).
-                _noMoreStarts = true;
-                _scheduler.ClearQueue();
-                _scheduler.Pause(exit.Worker, true);
-                trouble.ResumeAt = 0;
-            }
-
-            return;
-        }
-
-        var backoff = Math.Min(5000, 50 << Math.Min(trouble.Streak - 1, 10));
-        trouble.ResumeAt = now + (long)(backoff / 1000.0 * _time.TimestampFrequency);
-        _scheduler.Pause(exit.Worker, true);
-    }
-
-    private void OnTick()
-    {
-        if (JournalError is null && _journal.Failure is { } failure)
-        {
-            // Nothing more can be recorded (disk full, filesystem gone read-only): stop as for SIGTERM, so that
-            // no task runs whose result would be lost. What was recorded stays intact for the resume.
-            JournalError = failure.Message;
-            OnStop(Native.SIGTERM);
-        }
-
-        var now = _time.GetTimestamp();
-        while (_deadlines.TryPeek(out var entry, out var deadline) && deadline <= now)
-        {
-            _deadlines.Dequeue();
-            if (!_running.TryGetValue(entry.Task, out var run) || run.Attempt != entry.Attempt || run.Interrupted)
-            {
-                continue;
-            }
-
-            if (!run.TimedOut)
-            {
-                run.TimedOut = true;
-                Signal(entry.Task, Native.SIGTERM);
-                _deadlines.Enqueue(entry, now + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency));
-            }
-            else
-            {
-                Signal(entry.Task, Native.SIGKILL);
-            }
-        }
-
-        foreach (var (worker, trouble) in _spawnTrouble)
-        {
-            if (trouble.ResumeAt != 0 && now >= trouble.ResumeAt)
-            {
-                trouble.ResumeAt = 0;
-                _scheduler.Pause(worker, false);
-            }
-        }
-
-        _recentDeaths.RemoveAll(d => _time.GetElapsedTime(d.At, now) > StopRace);
-        if (now >= _stopKillAt)
-        {
-            _stopKillAt = long.MaxValue;
-            KillAll(Native.SIGKILL);
-        }
-
-        if (now >= _stopGiveUpAt)
-        {
-            _stopGiveUpAt = long.MaxValue;
-            AbandonRunning();
-        }
-    }
-
-    /// <summary>The stop's KILL went out <see cref="RunOptions.StopDrain"/> ago and some exits never came (a worker
-    /// that stopped answering): record those attempts as interrupted and end without them.</summary>
-    private void AbandonRunning()
-    {
-        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (var (task, run) in _running.ToList())
-        {
-            _scheduler.Release(task);
-            Interrupt(task, run, nowMs);
-        }
-    }
-
-    /// <summary>A running attempt whose end will never be reported (its worker is gone or silent): recorded as
-    /// interrupted, and the task goes back to the queue.</summary>
-    private void Interrupt(int task, RunningTask run, long nowMs)
-    {
-        _running.Remove(task);
-        _journal.Record(new AttemptRecord(_tasks.Id(task), run.Attempt, AttemptState.Interrupted, 0, nowMs, 0, _options.Session, run.Assignment.Worker, run.Assignment.Lane, 0, 0, 0, 0));
-        _interrupted++;
-        Requeue(task);
-    }
-
-    /// <summary>Queues a task to run again, or, during a stop, leaves it pending for the resume.</summary>
-    private void Requeue(int task)
-    {
-        if (_stopSignal == 0)
-        {
-            _state[task] = Queued;
-            _scheduler.Enqueue(task, _tasks.ShapeIndex(task));
-        }
-        else
-        {
-            _state[task] = Pending;
-        }
-    }
-
-    private void OnStop(int signal)
-    {
-        var now = _time.GetTimestamp();
-        if (_stopSignal != 0)
-        {
-            // Asked twice: do not wait for the rest of the grace period.
-            _stopKillAt = long.MaxValue;
-            KillAll(Native.SIGKILL);
-            _stopGiveUpAt = Math.Min(_stopGiveUpAt, now + (long)(_options.StopDrain.TotalSeconds * _time.TimestampFrequency));
-            return;
-        }
-
-        _stopSignal = signal;
-        _scheduler.ClearQueue();
-        foreach (var (task, run) in _running)
-        {
-            run.Interrupted = true;
-            Signal(task, Native.SIGTERM);
-        }
-
-        ReclassifyRecentDeaths(now);
-        _stopKillAt = now + (long)(_options.Grace.TotalSeconds * _time.TimestampFrequency);
-        _stopGiveUpAt = _stopKillAt + (long)(_options.StopDrain.TotalSeconds * _time.TimestampFrequency);
-    }
-
-    /// <summary>Tasks that died of TERM/INT/HUP/KILL just before this stop arrived were most likely killed by the same
-    /// stop (SLURM's time limit signals every process of the job; the task's exit can reach us before our own
-    /// signal handler does): record them as interrupted, so the resume reruns them, instead of as failed.</summary>
-    private void ReclassifyRecentDeaths(long now)
-    {
-        foreach (var death in _recentDeaths)
-        {
-            if (_time.GetElapsedTime(death.At, now) > StopRace || _state[death.Task] == Succeeded)
-            {
-                continue; // too long ago to be this stop's doing, or its retry has succeeded since
-            }
-
-            var task = death.Task;
-            _journal.Record(death.Record with { State = AttemptState.Interrupted });
-            _interrupted++;
-            switch (_state[task])
-            {
-                case Failed:
-                    _failed--;
-                    _firstFailures.RemoveAll(f => f.Item1 == death.Record.TaskId);
-                    _state[task] = Pending;
-                    break;
-                case Queued:
-                    _failures[task]--;
-                    _state[task] = Pending;
-                    break;
-                default:
-                    _failures[task]--; // its retry is running and is being interrupted too
-                    break;
-            }
-        }
-
-        _recentDeaths.Clear();
-    }
-
-    private void KillAll(int signal)
-    {
-        foreach (var task in _running.Keys)
-        {
-            Signal(task, signal);
-        }
-    }
-
-    private void Signal(int task, int signal)
-    {
-        if (_running.TryGetValue(task, out var run) && _launchers.TryGetValue(run.Assignment.Worker, out var launcher))
+        if (_launchers.TryGetValue(worker, out var launcher))
         {
             launcher.Signal(task, signal);
         }
     }
 
-    private void OnWorkerLost(int worker)
+    void IRunEffects.Record(AttemptRecord record) => _journal.Record(record);
+
+    void IRunEffects.DropWorker(int worker)
     {
-        if (!_launchers.Remove(worker, out var launcher))
+        if (_launchers.Remove(worker, out var launcher))
         {
-            return;
-        }
-
-        launcher.Dispose();
-        var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
-        foreach (var task in _scheduler.RemoveWorker(worker))
-        {
-            Interrupt(task, _running[task], nowMs);
-        }
-
-        if (!_expectingWorkers && _launchers.Count == 0 && _scheduler.Queued > 0 && _stopSignal == 0)
-        {
-            RanOutOfWorkers = true;
+            launcher.Dispose();
         }
     }
-
-    private sealed class RunningTask(int attempt, Assignment assignment, long started)
-    {
-        public int Attempt { get; } = attempt;
-
-        public long Started { get; } = started;
-
-        public Assignment Assignment { get; } = assignment;
-
-        public bool TimedOut { get; set; }
-
-        public bool Interrupted { get; set; }
-    }
-
-    private sealed class SpawnTrouble
-    {
-        public long First { get; init; }
-
-        public long LastFailure { get; set; }
-
-        public long ResumeAt { get; set; }
-
-        public int Streak { get; set; }
-
-        public string Message { get; set; } = "";
-    }
-
-    private readonly record struct RecentDeath(int Task, AttemptRecord Record, long At);
 }

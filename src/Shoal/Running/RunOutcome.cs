@@ -19,6 +19,17 @@ public sealed record RunOutcome(
     /// <summary>Why the run stopped starting tasks on a worker for good, when it did.</summary>
     public string? SpawnError { get; init; }
 
-    /// <summary>0 all succeeded; 1 some failed, or some never ran (every worker lost); 128+signal when stopped.</summary>
-    public int ExitCode => StopSignal != 0 ? 128 + StopSignal : Failed + AlreadyFailed + NotRun > 0 ? 1 : 0;
+    /// <summary>The exit code of a run that ended by itself before the allocation's end with tasks left that did not
+    /// fit in the time left: "not finished, continue in the next job" (EX_TEMPFAIL of sysexits.h).</summary>
+    public const int Unfinished = 75;
+
+    /// <summary>True when the run ended by itself because nothing left could finish before the allocation's end.</summary>
+    public bool OutOfTime { get; init; }
+
+    /// <summary>When the allocation ends, if known.</summary>
+    public DateTimeOffset? End { get; init; }
+
+    /// <summary>0 all succeeded; 1 some failed, or some never ran (every worker lost); 75 (<see cref="Unfinished"/>)
+    /// tasks are left for the next job; 128+signal when stopped.</summary>
+    public int ExitCode => StopSignal != 0 ? 128 + StopSignal : OutOfTime ? Unfinished : Failed + AlreadyFailed + NotRun > 0 ? 1 : 0;
 }

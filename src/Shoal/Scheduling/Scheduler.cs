@@ -14,6 +14,7 @@ public sealed class Scheduler
     private readonly Queue<(int Task, int Seq)>[] _queues;
     private readonly List<WorkerSlots> _workers = [];
     private readonly Dictionary<int, Assignment> _running = [];
+    private readonly bool[] _held;
     private int _sequence;
     private int _cursor;
 
@@ -21,6 +22,7 @@ public sealed class Scheduler
     {
         _shapes = shapes;
         _queues = new Queue<(int, int)>[shapes.Count];
+        _held = new bool[shapes.Count];
         for (var i = 0; i < _queues.Length; i++)
         {
             _queues[i] = new Queue<(int, int)>();
@@ -66,6 +68,27 @@ public sealed class Scheduler
             w.Paused = paused;
         }
     }
+
+    /// <summary>Holds a shape's queue (its tasks stay queued but none starts) or releases it: the run state holds
+    /// the tasks that could not finish before the allocation ends.</summary>
+    public void Hold(int shapeIndex, bool held) => _held[shapeIndex] = held;
+
+    /// <summary>True when some queued task is in a queue that is not held.</summary>
+    public bool AnyStartable()
+    {
+        for (var s = 0; s < _queues.Length; s++)
+        {
+            if (!_held[s] && _queues[s].Count > 0)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>True when a queued task of the shape waits.</summary>
+    public bool HasQueued(int shapeIndex) => _queues[shapeIndex].Count > 0;
 
     /// <summary>True when some worker is large enough for the shape, busy or not.</summary>
     public bool CouldEverFit(TaskShape shape) => _workers.Any(w => w.CouldEverFit(shape.Cpus, shape.Gpus));
@@ -116,7 +139,7 @@ public sealed class Scheduler
             var bestSeq = int.MaxValue;
             for (var s = 0; s < _queues.Length; s++)
             {
-                if (_queues[s].Count == 0 || !_queues[s].TryPeek(out var head) || head.Seq >= bestSeq)
+                if (_held[s] || _queues[s].Count == 0 || !_queues[s].TryPeek(out var head) || head.Seq >= bestSeq)
                 {
                     continue;
                 }

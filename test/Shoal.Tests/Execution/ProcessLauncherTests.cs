@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Text;
 using Shoal.Execution;
+using Shoal.Running;
 using Shoal.Tests.Support;
 
 namespace Shoal.Tests.Execution;
@@ -17,7 +18,7 @@ public sealed class ProcessLauncherTests : IDisposable
         new(task, task + 1, 1, Encoding.UTF8.GetBytes(command), lane, cpus, gpus);
 
     private byte[] Slice(int lane, bool stderr, long offset, long length) =>
-        File.ReadAllBytes(ProcessLauncher.LogPath(_dir.File("out"), "w0-", lane, stderr)).AsSpan((int)offset, (int)length).ToArray();
+        File.ReadAllBytes(RunDirectory.LaneLog(_dir.File("out"), "w0-", lane, stderr)).AsSpan((int)offset, (int)length).ToArray();
 
     [Fact]
     public async Task Launch_CapturesStdoutAndStderrPerAttempt_ByteForByte()

@@ -146,7 +146,7 @@ public sealed class KillAndResumeTests : IDisposable
             Assert.Equal(150, succeeded.Select(a => a.TaskId).Distinct().Count());
             foreach (var a in succeeded)
             {
-                var path = Shoal.Execution.ProcessLauncher.LogPath(_dir.File($"{name}.shoal/out/s{a.Session}"), workers[(a.Session, a.Worker)], a.Lane, false, a.Log);
+                var path = new Shoal.Running.RunDirectory(_dir.File($"{name}.shoal")).LaneLog(a.Session, workers[(a.Session, a.Worker)], a.Lane, false, a.Log);
                 using var f = File.OpenRead(path);
                 var bytes = new byte[a.OutLength];
                 f.Position = a.OutOffset;

@@ -26,7 +26,7 @@ public sealed class RunJournalTests : IDisposable
         using var again = RunJournal.Open(JournalPath, create: false);
         Assert.Equal(1, again.MarkRunningInterrupted());
         var latest = new Dictionary<int, (int, AttemptState)>();
-        again.ReadLatest((t, a, s) => latest[t] = (a, s));
+        again.ReadLatest((t, a, s, _) => latest[t] = (a, s));
         Assert.Equal((2, AttemptState.Succeeded), latest[3]);
         Assert.Equal((1, AttemptState.Interrupted), latest[5]);
         Assert.Equal(new AttemptRecord(3, 2, AttemptState.Succeeded, 0, 1100, 60, 1, 0, 1, 10, 4, 5, 0), again.Attempts(3)[1]);
@@ -75,7 +75,7 @@ public sealed class RunJournalTests : IDisposable
         Assert.Throws<JournalException>(() =>
         {
             using var j = RunJournal.Open(JournalPath, create: true);
-            j.ReadLatest((_, _, _) => { });
+            j.ReadLatest((_, _, _, _) => { });
         });
     }
 

@@ -1,0 +1,21 @@
+using Shoal.Execution;
+using Shoal.Journal;
+
+namespace Shoal.Running;
+
+/// <summary>What <see cref="RunState"/> asks the world to do. <see cref="RunLoop"/> carries it out (launchers,
+/// journal); tests record it.</summary>
+public interface IRunEffects
+{
+    /// <summary>Start an attempt on a worker.</summary>
+    void Launch(int worker, LaunchRequest request);
+
+    /// <summary>Signal a running attempt's process group on its worker.</summary>
+    void Signal(int worker, int task, int signal);
+
+    /// <summary>Append a row to the journal.</summary>
+    void Record(AttemptRecord record);
+
+    /// <summary>The worker is out of the run: close its launcher (nothing more goes to it).</summary>
+    void DropWorker(int worker);
+}

@@ -1,0 +1,226 @@
+using System.Text;
+using Microsoft.Extensions.Time.Testing;
+using Shoal.Execution;
+using Shoal.Journal;
+using Shoal.Running;
+using Shoal.Tasks;
+
+namespace Shoal.Tests.Running;
+
+/// <summary>The run's rules, driven synchronously: events in, effects out, a fake clock.</summary>
+public sealed class RunStateTests
+{
+    private readonly FakeTimeProvider _time = new(new DateTimeOffset(2026, 11, 28, 12, 0, 0, TimeSpan.Zero));
+    private readonly Effects _effects = new();
+
+    private RunState Build(string taskFile, RunOptions? options = null, int slots = 2, Action<RunState>? history = null)
+    {
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes(taskFile), "t");
+        var state = new RunState(tasks, options ?? new RunOptions(), _effects, _time);
+        history?.Invoke(state);
+        state.Begin();
+        state.Join(new WorkerInfo(0, "h", slots, []));
+        state.NoMoreWorkers();
+        return state;
+    }
+
+    private void Finish(RunState state, int task, int exitCode = 0, long durationMs = 1000, bool signalled = false, int signal = 0, bool spawnFailed = false)
+    {
+        var launch = _effects.Launched.Last(l => l.Request.Task == task);
+        state.Exited(new TaskExit(task, launch.Request.Attempt, exitCode, signal, 0, durationMs, launch.Request.Lane, 0, 0, 0, 0, launch.Worker, spawnFailed, Signalled: signalled));
+        state.Settle();
+    }
+
+    private void Advance(RunState state, TimeSpan by)
+    {
+        _time.Advance(by);
+        state.Tick();
+        state.Settle();
+    }
+
+    [Fact]
+    public void Settle_StartsAsManyAsSlots_AndRecordsEachStart()
+    {
+        var state = Build("a\nb\nc\n", slots: 2);
+        state.Settle();
+        Assert.Equal([0, 1], _effects.Launched.Select(l => l.Request.Task));
+        Assert.Equal(2, _effects.Records.Count(r => r.State == AttemptState.Running));
+        Finish(state, 0);
+        Assert.Equal([0, 1, 2], _effects.Launched.Select(l => l.Request.Task));
+        Assert.Contains(_effects.Records, r => r.TaskId == 1 && r.State == AttemptState.Succeeded);
+    }
+
+    [Fact]
+    public void Timeout_TermAtTheLimit_KillAfterTheGrace_RecordedTimedOut()
+    {
+        var state = Build("a\n", new RunOptions { Timeout = TimeSpan.FromSeconds(10), Grace = TimeSpan.FromSeconds(2) });
+        state.Settle();
+        Advance(state, TimeSpan.FromSeconds(9.9));
+        Assert.Empty(_effects.Signals);
+        Advance(state, TimeSpan.FromSeconds(0.2));
+        Assert.Equal([Native.SIGTERM], _effects.Signals.Select(s => s.Signal));
+        Advance(state, TimeSpan.FromSeconds(2));
+        Assert.Equal([Native.SIGTERM, Native.SIGKILL], _effects.Signals.Select(s => s.Signal));
+        Finish(state, 0, exitCode: -1, signal: Native.SIGKILL, signalled: true);
+        Assert.True(state.Finished);
+        Assert.Equal(AttemptState.TimedOut, _effects.Records.Last().State);
+        Assert.Equal(1, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
+    public void Stop_TermsEverything_KillsAfterGrace_TasksLeftForTheResume()
+    {
+        var state = Build("a\nb\nc\n", new RunOptions { Grace = TimeSpan.FromSeconds(3) });
+        state.Settle();
+        state.Stop(Native.SIGTERM);
+        state.Settle();
+        Assert.Equal(2, _effects.Signals.Count(s => s.Signal == Native.SIGTERM));
+        Advance(state, TimeSpan.FromSeconds(3.1));
+        Assert.Equal([Native.SIGTERM, Native.SIGTERM, Native.SIGKILL, Native.SIGKILL], _effects.Signals.Select(s => s.Signal));
+        Finish(state, 0, exitCode: -1, signal: Native.SIGKILL, signalled: true);
+        Finish(state, 1, exitCode: 0); // its own clean exit came first: it succeeded
+        Assert.True(state.Finished);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((1, 1, 2, 143), (outcome.Succeeded, outcome.Interrupted, outcome.NotRun, outcome.ExitCode)); // the interrupted one and c
+        Assert.Equal(2, _effects.Launched.Count);
+    }
+
+    [Fact]
+    public void SpawnFailure_IsRequeuedAfterABackoff_NotAFailure()
+    {
+        var state = Build("a\n", slots: 1);
+        state.Settle();
+        Finish(state, 0, exitCode: 11, spawnFailed: true);
+        Assert.Single(_effects.Launched); // paused for 50 ms
+        Advance(state, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(2, _effects.Launched.Count);
+        Finish(state, 0);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((1, 0, 1, 0), (outcome.Succeeded, outcome.Failed, outcome.SpawnFailures, outcome.ExitCode));
+    }
+
+    [Fact]
+    public void LostWorker_ItsTasksAreInterruptedAndGoElsewhere()
+    {
+        var state = Build("a\nb\n", slots: 1);
+        state.Join(new WorkerInfo(1, "g", 1, []));
+        state.Settle();
+        Assert.Equal([0, 1], _effects.Launched.Select(l => l.Worker));
+        state.LoseWorker(1);
+        state.Settle();
+        Assert.Equal([1], _effects.Dropped);
+        Assert.Contains(_effects.Records, r => r.State == AttemptState.Interrupted && r.Worker == 1);
+        Finish(state, _effects.Launched[0].Request.Task);
+        Assert.Equal(0, _effects.Launched.Last().Worker); // the lost task runs again on worker 0
+        Finish(state, _effects.Launched.Last().Request.Task);
+        Assert.True(state.Finished);
+        Assert.Equal(0, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
+    public void EndKnown_NothingFinished_TasksStartUntilTheMargin()
+    {
+        var state = Build("a\nb\nc\nd\n", new RunOptions { EndMargin = TimeSpan.FromSeconds(15) }, slots: 1);
+        state.SetEnd(_time.GetUtcNow() + TimeSpan.FromSeconds(20));
+        state.Settle();
+        Assert.Single(_effects.Launched); // nothing known about durations: it may start
+        Advance(state, TimeSpan.FromSeconds(4));
+        Finish(state, 0, durationMs: 4000);
+        Assert.Single(_effects.Launched); // 4 s expected, 1 s left before the margin: it waits for the next job
+        Assert.True(state.Finished);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.True(outcome.OutOfTime);
+        Assert.Equal((1, 3, RunOutcome.Unfinished), (outcome.Succeeded, outcome.NotRun, outcome.ExitCode));
+    }
+
+    [Fact]
+    public void EndKnown_LearnedFromHistory_AndFromTimeouts()
+    {
+        // 19 earlier tasks took 2 s and one took 600 s: the 95th percentile ignores the one outlier.
+        var file = string.Concat(Enumerable.Range(0, 30).Select(i => i == 25 ? "#SHOAL timeout=60s\nslow\n" : $"t{i}\n"));
+        var state = Build(file, new RunOptions { EndMargin = TimeSpan.FromSeconds(10) }, slots: 1, history: s =>
+        {
+            for (var id = 1; id <= 20; id++)
+            {
+                s.Recall(id, 1, AttemptState.Succeeded, id == 7 ? 600_000 : 2_000);
+            }
+        });
+        state.SetEnd(_time.GetUtcNow() + TimeSpan.FromSeconds(30));
+        state.Settle();
+        Assert.InRange(state.Expected(0)!.Value.TotalSeconds, 2, 2.2);
+        var started = 0;
+        while (!state.Finished)
+        {
+            Assert.True(started < 30);
+            var running = _effects.Launched[^1];
+            Advance(state, TimeSpan.FromSeconds(2));
+            Finish(state, running.Request.Task, durationMs: 2000);
+            started++;
+        }
+
+        // 20 s before the margin; 2-s tasks expected to take 2.048 s (the bucket's upper edge): nine start, at 0,
+        // 2, ..., 16 s; at 18 s 2 s are left, too few. The task with a 60 s timeout never starts.
+        Assert.Equal(9, _effects.Launched.Count);
+        Assert.DoesNotContain(_effects.Launched, l => Encoding.UTF8.GetString(l.Request.Command) == "slow");
+        Assert.Equal(RunOutcome.Unfinished, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
+    public void EndExtended_HeldTasksStartAgain()
+    {
+        var state = Build("a\nb\n", new RunOptions { EndMargin = TimeSpan.FromSeconds(10), Timeout = TimeSpan.FromSeconds(30) }, slots: 1);
+        state.SetEnd(_time.GetUtcNow() + TimeSpan.FromSeconds(20));
+        state.Join(new WorkerInfo(1, "g", 1, [])); // a second worker keeps the run from being over while a is held
+        state.Settle();
+        Assert.Empty(_effects.Launched);
+        Assert.True(state.Finished);
+        state.SetEnd(_time.GetUtcNow() + TimeSpan.FromHours(1));
+        state.Settle();
+        Assert.Equal(2, _effects.Launched.Count);
+    }
+
+    [Fact]
+    public void NoEnd_AllRunsAndExitIsZero()
+    {
+        var state = Build("a\n", slots: 1);
+        state.Settle();
+        Finish(state, 0, durationMs: 10_000_000);
+        Assert.True(state.Finished);
+        Assert.False(state.Outcome(TimeSpan.Zero).OutOfTime);
+        Assert.Equal(0, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
+    public void DurationEstimate_PercentileWithinABucket()
+    {
+        var estimate = new DurationEstimate();
+        Assert.Null(estimate.Percentile(0.95));
+        for (var i = 1; i <= 100; i++)
+        {
+            estimate.Add(i * 100);
+        }
+
+        var p95 = estimate.Percentile(0.95)!.Value.TotalMilliseconds;
+        Assert.InRange(p95, 9500, 9500 * 1.1);
+        Assert.InRange(estimate.Percentile(0.5)!.Value.TotalMilliseconds, 5000, 5000 * 1.1);
+    }
+
+    private sealed class Effects : IRunEffects
+    {
+        public List<(int Worker, LaunchRequest Request)> Launched { get; } = [];
+
+        public List<(int Worker, int Task, int Signal)> Signals { get; } = [];
+
+        public List<AttemptRecord> Records { get; } = [];
+
+        public List<int> Dropped { get; } = [];
+
+        public void Launch(int worker, LaunchRequest request) => Launched.Add((worker, request));
+
+        public void Signal(int worker, int task, int signal) => Signals.Add((worker, task, signal));
+
+        public void Record(AttemptRecord record) => Records.Add(record);
+
+        public void DropWorker(int worker) => Dropped.Add(worker);
+    }
+}
