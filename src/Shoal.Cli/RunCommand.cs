@@ -25,6 +25,9 @@ internal static class RunCommand
     private static readonly Option<string?> Range = new("--range") { Description = "One task per integer FROM-TO: the command after -- with {} replaced by the number" };
     private static readonly Option<bool> Quiet = new("--quiet", "-q") { Description = "No progress and no summary (errors still go to stderr)" };
     private static readonly Option<bool> Local = new("--local") { Description = "Use only this machine even inside a SLURM allocation" };
+    private static readonly Option<string?> EndMargin = new("--end-margin") { Description = "Inside SLURM: start a task only if it is expected to end this long before the job's end (default: grace + 10s + 1% of the time limit, at most 5m more)" };
+    private static readonly Option<bool> Continue = new("--continue") { Description = "In a batch job: when the job's time runs out before the run ends, submit the same batch script again to go on (see --max-jobs)" };
+    private static readonly Option<int> MaxJobs = new("--max-jobs") { Description = "With --continue: the most jobs the chain may have", DefaultValueFactory = _ => RunSession.DefaultMaxJobs };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Final summary format: text or json", DefaultValueFactory = _ => "text" };
     private static readonly Argument<string[]> Arguments = new("TASKFILE | -- COMMAND") { Description = "A task file ('-' for stdin), or with --each-line/--range the command template", Arity = ArgumentArity.ZeroOrMore };
 
@@ -32,7 +35,7 @@ internal static class RunCommand
     {
         var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
         {
-            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, Output, Arguments,
+            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, Output, Arguments,
         };
         Output.AcceptOnlyFromAmong("text", "json");
         command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
@@ -96,6 +99,12 @@ internal static class RunCommand
             return Cli.Fail($"--retries {retries}: must be between 0 and {RunOptions.MaxRetries}");
         }
 
+        var maxJobs = parse.GetValue(MaxJobs);
+        if (maxJobs < 1)
+        {
+            return Cli.Fail($"--max-jobs {maxJobs}: must be at least 1");
+        }
+
         var options = new RunOptions
         {
             Retries = retries,
@@ -119,8 +128,14 @@ internal static class RunCommand
             Quiet = quiet,
             CommandLine = string.Join(' ', Environment.GetCommandLineArgs().Skip(1)),
             SpawnerThreads = SpawnerThreads(),
+            JobId = env("SLURM_JOB_ID") is { Length: > 0 } job ? job : null,
+            JobEnd = SlurmJob.EndFromEnvironment(env),
+            EndMargin = parse.GetValue(EndMargin) is { } margin ? ParseDuration("--end-margin", margin) : null,
+            Continue = parse.GetValue(Continue),
+            MaxJobs = maxJobs,
         };
-        await using var session = RunSession.Open(settings, message => Console.Error.WriteLine($"shoal: {message}"));
+        var log = (Action<string>)(message => Console.Error.WriteLine($"shoal: {message}"));
+        await using var session = await RunSession.OpenAsync(settings, log).ConfigureAwait(false);
         Trace("journal checked");
 
         // Parsing and fingerprinting a big task file leaves garbage; drop it before the long steady state.
@@ -131,7 +146,7 @@ internal static class RunCommand
             var progress = session.Progress;
             var before = progress.AlreadyDone + progress.AlreadyFailed;
             await Console.Error.WriteLineAsync(
-                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({progress.AlreadyDone} done and {progress.AlreadyFailed} failed before)" : "")}; {session.Describe()}; run dir {session.Directory.Path}").ConfigureAwait(false);
+                $"shoal: {tasks.Count} tasks from {tasks.Origin}{(before > 0 ? $" ({progress.AlreadyDone} done and {progress.AlreadyFailed} failed before)" : "")}; {session.Describe()}; run dir {session.Directory.Path}{TimeLeft(session)}").ConfigureAwait(false);
         }
 
         using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, c => { c.Cancel = true; session.RequestStop(Native.SIGINT); });
@@ -141,7 +156,7 @@ internal static class RunCommand
         RunOutcome outcome;
         using (var display = quiet ? null : ProgressDisplay.Start(session.Progress))
         {
-            outcome = await session.RunAsync().ConfigureAwait(false); // throws (exit 2, clear message) when the journal could not be written
+            outcome = await session.RunAsync(log).ConfigureAwait(false); // throws (exit 2, clear message) when the journal could not be written
             display?.Stop();
         }
 
@@ -173,6 +188,11 @@ internal static class RunCommand
 
         return outcome.ExitCode;
     }
+
+    private static string TimeLeft(RunSession session) =>
+        session.End is { } end
+            ? $"; job ends in {Duration.Format(end - DateTimeOffset.UtcNow)} (at {end.ToLocalTime():HH:mm:ss}), no task starts that would end within {Duration.Format(session.EndMargin)} of it"
+            : "";
 
     private static void Trace(string what)
     {

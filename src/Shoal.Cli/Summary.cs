@@ -24,7 +24,15 @@ internal static class Summary
             output.WriteLine($"shoal: {o.SpawnError}; run the same command again to finish");
         }
 
-        if (o.StopSignal != 0)
+        if (o.OutOfTime)
+        {
+            output.WriteLine($"shoal: out of time: {o.NotRun} tasks could not finish before the job's end and did not start; {(o.NextJob is { } next ? $"job {next} goes on with them" : "run the same command in a new job to go on (exit 75)")}");
+        }
+        else if (o.StopSignal != 0 && o.NextJob is { } next)
+        {
+            output.WriteLine($"shoal: stopped by signal {o.StopSignal} at the job's time limit; job {next} goes on (finished tasks are not rerun)");
+        }
+        else if (o.StopSignal != 0)
         {
             output.WriteLine($"shoal: stopped by signal {o.StopSignal}; run the same command again to resume (finished tasks are not rerun)");
         }
@@ -62,7 +70,10 @@ internal static class Summary
             o.StopSignal,
             o.ExitCode,
             runDir,
-            [.. o.FirstFailures.Select(f => new FailureJson(f.TaskId, f.Status >= 0 && !f.TimedOut ? f.Status : null, f.Status < 0 ? -f.Status : null, f.TimedOut))]);
+            [.. o.FirstFailures.Select(f => new FailureJson(f.TaskId, f.Status >= 0 && !f.TimedOut ? f.Status : null, f.Status < 0 ? -f.Status : null, f.TimedOut))],
+            o.OutOfTime,
+            o.End?.ToUnixTimeSeconds(),
+            o.NextJob);
         output.WriteLine(JsonSerializer.Serialize(summary, ShoalJson.Default.RunSummaryJson));
     }
 }
@@ -81,7 +92,10 @@ internal sealed record RunSummaryJson(
     int StopSignal,
     int ExitCode,
     string RunDir,
-    FailureJson[] FirstFailures);
+    FailureJson[] FirstFailures,
+    bool OutOfTime,
+    long? JobEndUnixSeconds,
+    string? NextJob);
 
 internal sealed record AttemptJson(int Id, int Attempt, string State, int? ExitCode, int? Signal, long Started, double DurationSeconds, string Host, string Command);
 

@@ -8,7 +8,7 @@ namespace Shoal.Execution;
 /// any process's environment).</summary>
 public static class ChildProcess
 {
-    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit, byte[]? stdin = null)
+    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit, byte[]? stdin = null, string? stdoutPath = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(onExit);
@@ -17,10 +17,11 @@ public static class ChildProcess
         var file = Encoding.UTF8.GetBytes(path + "\0");
         var argv = new List<byte[]> { file };
         argv.AddRange(args.Select(a => Encoding.UTF8.GetBytes(a + "\0")));
+        var stdout = stdoutPath is null ? null : Encoding.UTF8.GetBytes(stdoutPath + "\0");
         int pid;
         if (stdin is null)
         {
-            pid = spawner.Spawn(file, argv, environment, [], null, null);
+            pid = spawner.Spawn(file, argv, environment, [], stdout, null);
         }
         else
         {
@@ -29,7 +30,7 @@ public static class ChildProcess
             var (read, write) = Native.Pipe();
             try
             {
-                pid = spawner.Spawn(file, argv, environment, [], null, null, read);
+                pid = spawner.Spawn(file, argv, environment, [], stdout, null, read);
                 // At most a pipe's capacity: written whole without waiting for the reader. A child that is already
                 // gone needs nothing (its exit is reported as usual).
                 _ = Native.WriteAll(write, stdin);
@@ -44,6 +45,25 @@ public static class ChildProcess
         ChildProcesses.Instance.Register(pid, (status, _) =>
             onExit(Native.Exited(status) ? Native.ExitCode(status) : -1, Native.Exited(status) ? 0 : Native.TermSignal(status)));
         return pid;
+    }
+
+    /// <summary>Runs a short command (squeue, sbatch, scontrol) to its end and returns its exit status (-1 when killed
+    /// by a signal, or killed after <paramref name="timeout"/>) and its standard output, which goes through
+    /// <paramref name="scratch"/> (a file of ours, replaced). Its stderr is ours: the user sees its complaints.</summary>
+    public static async Task<(int Code, string Output)> CaptureAsync(string path, IReadOnlyList<string> args, string scratch, TimeSpan timeout, IEnumerable<string>? remove = null)
+    {
+        File.Delete(scratch);
+        var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var pid = Start(path, args, [], remove ?? [], (code, signal) => exit.TrySetResult(signal == 0 ? code : -1), stdoutPath: scratch);
+        if (await Task.WhenAny(exit.Task, Task.Delay(timeout)).ConfigureAwait(false) != exit.Task)
+        {
+            Signal(pid, Native.SIGKILL);
+        }
+
+        var code = await exit.Task.ConfigureAwait(false);
+        var output = File.Exists(scratch) ? await File.ReadAllTextAsync(scratch).ConfigureAwait(false) : "";
+        File.Delete(scratch);
+        return (code, output);
     }
 
     /// <summary>Makes this process the owner of all its children; call first thing in Main, before .NET sets up its

@@ -49,6 +49,25 @@ internal static class Migrations
         """
         ALTER TABLE attempt ADD COLUMN log INTEGER NOT NULL DEFAULT 0;
         """,
+
+        // 3: the allocation's life. session.job: the SLURM job a session ran in. chain: the jobs a run submitted
+        // (by: the job that submitted it, or 'submit:<ms>' for shoal submit; unique, so a job submits at most once).
+        // node_release: nodes handed back to SLURM before the job's end.
+        """
+        ALTER TABLE session ADD COLUMN job TEXT;
+        CREATE TABLE chain(
+            by TEXT PRIMARY KEY,
+            job TEXT,
+            submitted INTEGER NOT NULL,
+            error TEXT) WITHOUT ROWID;
+        CREATE TABLE node_release(
+            session INTEGER NOT NULL,
+            worker INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            at INTEGER NOT NULL,
+            error TEXT,
+            PRIMARY KEY(session, worker)) WITHOUT ROWID;
+        """,
     ];
 
     public static int Latest => All.Length;

@@ -149,6 +149,115 @@ public sealed class RunJournal : IDisposable
         cmd.ExecuteNonQuery();
     }
 
+    /// <summary>The SLURM job a session runs in.</summary>
+    public void SetSessionJob(int session, string job)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "UPDATE session SET job = $j WHERE id = $id";
+        cmd.Parameters.AddWithValue("$j", job);
+        cmd.Parameters.AddWithValue("$id", session);
+        cmd.ExecuteNonQuery();
+    }
+
+    public sealed record ChainRow(string By, string? Job, long Submitted, string? Error);
+
+    /// <summary>Claims the one submission <paramref name="by"/> may make (a job submits its continuation once):
+    /// false when it was claimed before.</summary>
+    public bool ClaimSubmission(string by, long nowMs)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT OR IGNORE INTO chain(by, submitted) VALUES($b, $t)";
+        cmd.Parameters.AddWithValue("$b", by);
+        cmd.Parameters.AddWithValue("$t", nowMs);
+        return cmd.ExecuteNonQuery() == 1;
+    }
+
+    /// <summary>What a claimed submission gave: the new job's id, or why there is none.</summary>
+    public void RecordSubmission(string by, string? job, string? error)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "UPDATE chain SET job = $j, error = $e WHERE by = $b";
+        cmd.Parameters.AddWithValue("$b", by);
+        cmd.Parameters.AddWithValue("$j", (object?)job ?? DBNull.Value);
+        cmd.Parameters.AddWithValue("$e", (object?)error ?? DBNull.Value);
+        cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>Every submission, oldest first (none in journals older than schema 3).</summary>
+    public List<ChainRow> Chain()
+    {
+        var list = new List<ChainRow>();
+        if (_version < 3)
+        {
+            return list;
+        }
+
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT by, job, submitted, error FROM chain ORDER BY submitted, by";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            list.Add(new ChainRow(r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)));
+        }
+
+        return list;
+    }
+
+    public sealed record ReleaseRow(int Session, int Worker, string Host, long At, string? Error);
+
+    /// <summary>A node handed back to SLURM (or the attempt to, with the error).</summary>
+    public void AddRelease(int session, int worker, string host, long atUnixMs, string? error)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT OR REPLACE INTO node_release(session, worker, host, at, error) VALUES($s, $w, $h, $t, $e)";
+        cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$w", worker);
+        cmd.Parameters.AddWithValue("$h", host);
+        cmd.Parameters.AddWithValue("$t", atUnixMs);
+        cmd.Parameters.AddWithValue("$e", (object?)error ?? DBNull.Value);
+        cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>Every node release, oldest first (none in journals older than schema 3).</summary>
+    public List<ReleaseRow> Releases()
+    {
+        var list = new List<ReleaseRow>();
+        if (_version < 3)
+        {
+            return list;
+        }
+
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT session, worker, host, at, error FROM node_release ORDER BY at";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            list.Add(new ReleaseRow(r.GetInt32(0), r.GetInt32(1), r.GetString(2), r.GetInt64(3), r.IsDBNull(4) ? null : r.GetString(4)));
+        }
+
+        return list;
+    }
+
+    /// <summary>The SLURM job of each session that ran in one (none in journals older than schema 3).</summary>
+    public Dictionary<int, string> SessionJobs()
+    {
+        var jobs = new Dictionary<int, string>();
+        if (_version < 3)
+        {
+            return jobs;
+        }
+
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT id, job FROM session WHERE job IS NOT NULL";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            jobs[r.GetInt32(0)] = r.GetString(1);
+        }
+
+        return jobs;
+    }
+
     public void AddWorker(int session, int id, string host, int slots, string gpus, string logPrefix)
     {
         using var cmd = _connection.CreateCommand();

@@ -45,6 +45,26 @@ public sealed class RunDirectory : IDisposable
 
     public static string DefaultFor(string taskFile) => taskFile + ".shoal";
 
+    /// <summary>Creates the folder and takes its lock, so two runs never share a journal; waits up to
+    /// <paramref name="wait"/> for another shoal to let go of it (the next job of a chain can start while the
+    /// last one's processes are still being ended).</summary>
+    public void Acquire(TimeSpan wait)
+    {
+        var giveUp = DateTime.UtcNow + wait;
+        while (true)
+        {
+            try
+            {
+                Acquire();
+                return;
+            }
+            catch (JournalException e) when (e.InnerException is IOException { HResult: unchecked((int)0x80070020) } && DateTime.UtcNow < giveUp)
+            {
+                Thread.Sleep(500);
+            }
+        }
+    }
+
     /// <summary>Creates the folder and takes its lock, so two runs never share a journal.</summary>
     public void Acquire()
     {

@@ -29,6 +29,9 @@ public sealed record RunOutcome(
     /// <summary>When the allocation ends, if known.</summary>
     public DateTimeOffset? End { get; init; }
 
+    /// <summary>The job submitted to go on with the run (--continue), if one was.</summary>
+    public string? NextJob { get; init; }
+
     /// <summary>0 all succeeded; 1 some failed, or some never ran (every worker lost); 75 (<see cref="Unfinished"/>)
     /// tasks are left for the next job; 128+signal when stopped.</summary>
     public int ExitCode => StopSignal != 0 ? 128 + StopSignal : OutOfTime ? Unfinished : Failed + AlreadyFailed + NotRun > 0 ? 1 : 0;

@@ -24,6 +24,21 @@ public sealed record RunSettings(TaskList Tasks, string RunDirectory, RunOptions
 
     /// <summary>Threads that call posix_spawn on this machine.</summary>
     public int SpawnerThreads { get; init; } = 1;
+
+    /// <summary>The SLURM job this runs in (also with --local), or null.</summary>
+    public string? JobId { get; init; }
+
+    /// <summary>The job's end from SLURM_JOB_END_TIME, when set (else squeue is asked when <see cref="JobId"/> is).</summary>
+    public DateTimeOffset? JobEnd { get; init; }
+
+    /// <summary>--end-margin, or null for <see cref="RunOptions.DefaultEndMargin"/>.</summary>
+    public TimeSpan? EndMargin { get; init; }
+
+    /// <summary>--continue: when the allocation ends before the run, submit the job's batch script again.</summary>
+    public bool Continue { get; init; }
+
+    /// <summary>--max-jobs: the most jobs a chain may have.</summary>
+    public int MaxJobs { get; init; } = RunSession.DefaultMaxJobs;
 }
 
 /// <summary>
@@ -40,6 +55,17 @@ public sealed class RunSession : IAsyncDisposable
     private readonly RunLoop _loop;
     private readonly SlurmLeader? _cluster;
     private readonly int _session;
+    private readonly CancellationTokenSource _refresh = new();
+    private DateTimeOffset? _end;
+    private DateTimeOffset? _stoppedAt;
+    private TimeSpan? _limit;
+
+    /// <summary>How many jobs a chain may have without --max-jobs.</summary>
+    public const int DefaultMaxJobs = 20;
+
+    /// <summary>A TERM this close to the allocation's end (or later) is taken for the time limit's: with --continue,
+    /// the run goes on in the next job. Earlier, it is a user's scancel and the chain ends.</summary>
+    public static readonly TimeSpan TimeLimitWindow = TimeSpan.FromMinutes(5);
 
     private RunSession(RunSettings settings, RunDirectory runDir, RunJournal journal, JournalWriter writer, RunLoop loop, SlurmLeader? cluster, int session)
     {
@@ -70,7 +96,7 @@ public sealed class RunSession : IAsyncDisposable
 
     /// <summary>Opens the session. Throws <see cref="TaskInputException"/> for a task no worker can hold and
     /// <see cref="JournalException"/> for a run directory in use or made for other tasks (both: exit 2).</summary>
-    public static RunSession Open(RunSettings settings, Action<string> log)
+    public static async Task<RunSession> OpenAsync(RunSettings settings, Action<string> log)
     {
         ArgumentNullException.ThrowIfNull(settings);
         ArgumentNullException.ThrowIfNull(log);
@@ -90,7 +116,8 @@ public sealed class RunSession : IAsyncDisposable
         JournalWriter? writer = null;
         try
         {
-            runDir.Acquire();
+            runDir.Acquire(settings.Continue ? TimeSpan.FromSeconds(90) : TimeSpan.Zero);
+            var (end, limit) = await ReadEndAsync(settings, runDir).ConfigureAwait(false);
             journal = RunJournal.Open(runDir.JournalPath, create: true);
             CheckSameTasks(journal, tasks, runDir);
             if (journal.Sessions().Any(s => s.Ended is null))
@@ -111,9 +138,20 @@ public sealed class RunSession : IAsyncDisposable
                 journal.AddWorker(session, 0, host, settings.Slots, string.Join(',', settings.Gpus), "w0-");
             }
 
-            var options = settings.Options with { Session = session, ManageGpus = allocation is null ? settings.Gpus.Count > 0 : allocation.GpusPerNode > 0 };
+            if (settings.JobId is { } job)
+            {
+                journal.SetSessionJob(session, job);
+            }
+
+            var options = settings.Options with
+            {
+                Session = session,
+                ManageGpus = allocation is null ? settings.Gpus.Count > 0 : allocation.GpusPerNode > 0,
+                EndMargin = settings.EndMargin ?? RunOptions.DefaultEndMargin(settings.Options.Grace, limit ?? (end is { } e ? e - DateTimeOffset.UtcNow : null)),
+            };
             writer = new JournalWriter(journal);
             var loop = new RunLoop(tasks, options, journal, writer, TimeProvider.System);
+            loop.SetEnd(end);
             SlurmLeader? cluster = null;
             if (allocation is null)
             {
@@ -132,7 +170,7 @@ public sealed class RunSession : IAsyncDisposable
                 cluster = new SlurmLeader(allocation, loop, writer, runDir, session, settings.Shell, settings.Quiet);
             }
 
-            return new RunSession(settings, runDir, journal, writer, loop, cluster, session);
+            return new RunSession(settings with { Options = options }, runDir, journal, writer, loop, cluster, session) { _end = end, _limit = limit };
         }
         catch
         {
@@ -152,27 +190,192 @@ public sealed class RunSession : IAsyncDisposable
             : $"{s.Slots} slots, {(s.Gpus.Count == 0 ? "no GPUs" : $"GPUs {string.Join(',', s.Gpus)}")} on {Environment.MachineName}";
     }
 
+    /// <summary>When the allocation ends, if known.</summary>
+    public DateTimeOffset? End => _end;
+
+    /// <summary>The margin in force: tasks expected to end later than this before <see cref="End"/> wait.</summary>
+    public TimeSpan EndMargin => _settings.Options.EndMargin;
+
     /// <summary>Stop (any thread): see <see cref="RunLoop.RequestStop"/>.</summary>
-    public void RequestStop(int signal) => _loop.RequestStop(signal);
+    public void RequestStop(int signal)
+    {
+        _stoppedAt ??= DateTimeOffset.UtcNow;
+        _loop.RequestStop(signal);
+    }
 
     /// <summary>Runs to the end: starts the workers, runs the loop, waits for the workers' step, closes the journal
-    /// (throws <see cref="JournalException"/> when it could not be written) and ends the session.</summary>
-    public async Task<RunOutcome> RunAsync()
+    /// (throws <see cref="JournalException"/> when it could not be written) and ends the session; with
+    /// <see cref="RunSettings.Continue"/>, submits the next job when the allocation ended first.</summary>
+    public async Task<RunOutcome> RunAsync(Action<string> log)
     {
+        ArgumentNullException.ThrowIfNull(log);
         _cluster?.Start();
+        var refresh = _settings.JobId is not null && _settings.JobEnd is null ? RefreshEndAsync(_refresh.Token) : Task.CompletedTask;
         var outcome = await _loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
+        await _refresh.CancelAsync().ConfigureAwait(false);
+        await refresh.ConfigureAwait(false);
         if (_cluster is not null)
         {
             await _cluster.FinishAsync().ConfigureAwait(false);
         }
 
         _writer.Complete();
-        _journal.EndSession(_session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : $"finished, exit {outcome.ExitCode}");
+        var why = outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : outcome.OutOfTime ? "out of time, exit 75" : $"finished, exit {outcome.ExitCode}";
+        _journal.EndSession(_session, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), why);
+        if (_settings.Continue)
+        {
+            outcome = outcome with { NextJob = await ContinueAsync(outcome, log).ConfigureAwait(false) };
+        }
+
         return outcome;
+    }
+
+    /// <summary>Why the run does not go on in a next job, or null when it does.</summary>
+    public static string? WhyNotContinue(RunOutcome outcome, bool stoppedByTimeLimit, bool ranOutOfWorkers, int jobsSoFar, int maxJobs)
+    {
+        ArgumentNullException.ThrowIfNull(outcome);
+        if (outcome.NotRun == 0)
+        {
+            return "nothing is left to run";
+        }
+
+        if (ranOutOfWorkers || outcome.SpawnError is not null)
+        {
+            return "the run lost its workers";
+        }
+
+        if (!outcome.OutOfTime && !(outcome.StopSignal == Native.SIGTERM && stoppedByTimeLimit))
+        {
+            return outcome.StopSignal != 0 ? $"it was stopped by signal {outcome.StopSignal} before the allocation's end" : "it did not end for lack of time";
+        }
+
+        if (outcome.Succeeded + outcome.Failed == 0)
+        {
+            return "this job finished no task (no progress: a next job would do the same)";
+        }
+
+        if (jobsSoFar >= maxJobs)
+        {
+            return $"the chain has its {maxJobs} jobs (--max-jobs)";
+        }
+
+        return null;
+    }
+
+    private async Task<string?> ContinueAsync(RunOutcome outcome, Action<string> log)
+    {
+        if (_settings.JobId is not { } job)
+        {
+            log("--continue: not inside a SLURM job; nothing to submit");
+            return null;
+        }
+
+        var chain = _journal.Chain();
+        var lastStart = chain.FindLastIndex(c => c.By.StartsWith("submit:", StringComparison.Ordinal));
+        var jobsSoFar = chain.Count - Math.Max(0, lastStart) + (lastStart < 0 ? 1 : 0); // this job, and those before it
+        var byTimeLimit = _stoppedAt is { } at && _end is { } end && at >= end - TimeLimitWindow - EndMargin;
+        if (WhyNotContinue(outcome, byTimeLimit, _loop.RanOutOfWorkers, jobsSoFar, _settings.MaxJobs) is { } why)
+        {
+            log($"not continuing in a next job: {why}");
+            return null;
+        }
+
+        if (!_journal.ClaimSubmission(job, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()))
+        {
+            log($"not continuing: job {job} already submitted its continuation");
+            return null;
+        }
+
+        System.IO.Directory.CreateDirectory(_runDir.JobsDirectory);
+        var scratch = Path.Combine(_runDir.JobsDirectory, $".sbatch-{Environment.ProcessId}");
+        var script = Path.Combine(_runDir.JobsDirectory, $"job-{job}.sbatch");
+        if (await SlurmJob.SaveBatchScriptAsync(job, script, scratch).ConfigureAwait(false) is { } saveError)
+        {
+            if (!File.Exists(_runDir.BatchScript))
+            {
+                _journal.RecordSubmission(job, null, saveError);
+                log($"cannot continue: {saveError}");
+                return null;
+            }
+
+            script = _runDir.BatchScript; // shoal submit's script is the same one
+        }
+
+        var (next, error) = await SlurmJob.SubmitAsync(script, CarriedOptions(), job, scratch).ConfigureAwait(false);
+        _journal.RecordSubmission(job, next, error);
+        log(next is not null
+            ? $"continuing in job {next} (job {jobsSoFar + 1} of at most {_settings.MaxJobs}; it starts when job {job} has ended)"
+            : $"cannot continue: {error}");
+        return next;
+    }
+
+    /// <summary>What the next job must ask SLURM for that a batch script may not say itself (the user may have given
+    /// it on sbatch's command line): the job's first node count, its time limit, partition, account, QOS and name,
+    /// and the working directory.</summary>
+    private List<string> CarriedOptions()
+    {
+        var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
+        var options = new List<string> { $"--chdir={Environment.CurrentDirectory}" };
+        if (_settings.Allocation is { } a)
+        {
+            options.Add($"--nodes={a.Nodes.Count}");
+        }
+
+        if (_limit is { } limit)
+        {
+            options.Add($"--time={(int)Math.Ceiling(limit.TotalMinutes)}");
+        }
+
+        foreach (var (variable, option) in new[] { ("SLURM_JOB_PARTITION", "--partition"), ("SLURM_JOB_ACCOUNT", "--account"), ("SLURM_JOB_QOS", "--qos"), ("SLURM_JOB_NAME", "--job-name") })
+        {
+            if (env(variable) is { Length: > 0 } value)
+            {
+                options.Add($"{option}={value}");
+            }
+        }
+
+        return options;
+    }
+
+    private static async Task<(DateTimeOffset? End, TimeSpan? Limit)> ReadEndAsync(RunSettings settings, RunDirectory runDir)
+    {
+        if (settings.JobEnd is { } end)
+        {
+            return (end, null);
+        }
+
+        if (settings.JobId is not { } job)
+        {
+            return (null, null);
+        }
+
+        return await SlurmJob.QueryAsync(job, Path.Combine(runDir.Path, $".squeue-{Environment.ProcessId}")).ConfigureAwait(false);
+    }
+
+    /// <summary>An administrator may extend (or cut) a running job's time limit: ask again every minute.</summary>
+    private async Task RefreshEndAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                await Task.Delay(TimeSpan.FromMinutes(1), cancellationToken).ConfigureAwait(false);
+                var (end, _) = await ReadEndAsync(_settings, _runDir).ConfigureAwait(false);
+                if (end is not null && end != _end)
+                {
+                    _end = end;
+                    _loop.SetEnd(end);
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
     }
 
     public async ValueTask DisposeAsync()
     {
+        _refresh.Dispose();
         if (_cluster is not null)
         {
             await _cluster.DisposeAsync().ConfigureAwait(false);
