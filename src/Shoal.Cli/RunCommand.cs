@@ -27,6 +27,7 @@ internal static class RunCommand
     private static readonly Option<bool> Local = new("--local") { Description = "Use only this machine even inside a SLURM allocation" };
     private static readonly Option<string?> EndMargin = new("--end-margin") { Description = "Inside SLURM: start a task only if it is expected to end this long before the job's end (default: grace + 10s + 1% of the time limit, at most 5m more)" };
     private static readonly Option<bool> Continue = new("--continue") { Description = "In a batch job: when the job's time runs out before the run ends, submit the same batch script again to go on (see --max-jobs)" };
+    private static readonly Option<bool> KeepNodes = new("--keep-nodes") { Description = "Inside SLURM: keep every node to the end (by default a node with nothing left to run is handed back)" };
     private static readonly Option<int> MaxJobs = new("--max-jobs") { Description = "With --continue: the most jobs the chain may have", DefaultValueFactory = _ => RunSession.DefaultMaxJobs };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Final summary format: text or json", DefaultValueFactory = _ => "text" };
     private static readonly Argument<string[]> Arguments = new("TASKFILE | -- COMMAND") { Description = "A task file ('-' for stdin), or with --each-line/--range the command template", Arity = ArgumentArity.ZeroOrMore };
@@ -35,7 +36,7 @@ internal static class RunCommand
     {
         var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
         {
-            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, Output, Arguments,
+            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, KeepNodes, Output, Arguments,
         };
         Output.AcceptOnlyFromAmong("text", "json");
         command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
@@ -133,6 +134,7 @@ internal static class RunCommand
             EndMargin = parse.GetValue(EndMargin) is { } margin ? ParseDuration("--end-margin", margin) : null,
             Continue = parse.GetValue(Continue),
             MaxJobs = maxJobs,
+            KeepNodes = parse.GetValue(KeepNodes),
         };
         var log = (Action<string>)(message => Console.Error.WriteLine($"shoal: {message}"));
         await using var session = await RunSession.OpenAsync(settings, log).ConfigureAwait(false);
@@ -187,6 +189,23 @@ internal static class RunCommand
         }
 
         return outcome.ExitCode;
+    }
+
+    /// <summary>For shoal submit: checks the task file and the options as the run will (exit 2 on bad input) and
+    /// returns the run directory's full path.</summary>
+    internal static string CheckForSubmit(ParseResult parse)
+    {
+        var (_, defaultRunDir) = LoadTasks(parse, parse.GetValue(Arguments) ?? []);
+        foreach (var option in new[] { Timeout, EndMargin })
+        {
+            if (parse.GetValue(option) is { } value)
+            {
+                ParseDuration(option.Name, value);
+            }
+        }
+
+        ParseDuration(Grace.Name, parse.GetValue(Grace)!);
+        return Path.GetFullPath(parse.GetValue(RunDir) ?? defaultRunDir);
     }
 
     private static string TimeLeft(RunSession session) =>

@@ -96,6 +96,43 @@ internal static class StatusCommand
         {
             o.WriteLine("  longest running: " + string.Join(", ", s.LongestRunning.Select(l => $"{l.TaskId} on {l.Host} for {Duration.Format(l.Elapsed)}")));
         }
+
+        if (s.JobEnd is { } end)
+        {
+            var left = DateTimeOffset.FromUnixTimeMilliseconds(end) - DateTimeOffset.UtcNow;
+            o.WriteLine($"  job ends in {Duration.Format(left < TimeSpan.Zero ? TimeSpan.Zero : left)} (at {DateTimeOffset.FromUnixTimeMilliseconds(end).ToLocalTime():yyyy-MM-dd HH:mm:ss})");
+        }
+
+        foreach (var r in s.Releases)
+        {
+            o.WriteLine($"  node {r.Host} (worker {r.Worker}) {(r.Error is null ? "handed back to SLURM" : "could not be handed back: " + r.Error)} at {DateTimeOffset.FromUnixTimeMilliseconds(r.At).ToLocalTime():HH:mm:ss}");
+        }
+
+        if (s.Chain.Count > 0)
+        {
+            var jobs = s.Chain.Where(c => c.Job is not null).Select(c => c.Job!).ToList();
+            var last = jobs.LastOrDefault();
+            var state = last is null ? null : JobState(last);
+            o.WriteLine($"  jobs: {string.Join(", ", jobs)}{(last is null ? "" : $"; job {last} {state ?? "has ended"}")}; {s.Total - s.Done - s.Failed} tasks left");
+            foreach (var failed in s.Chain.Where(c => c.Error is not null))
+            {
+                o.WriteLine($"  submission by {failed.By} failed: {failed.Error}");
+            }
+        }
+    }
+
+    /// <summary>The job's state as squeue says (PENDING, RUNNING...), or null when it is not in the queue any more.</summary>
+    private static string? JobState(string job)
+    {
+        if (Shoal.Execution.ChildProcess.FindProgram("squeue") is not { } squeue)
+        {
+            return null;
+        }
+
+        var scratch = Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}");
+        var (code, output) = Shoal.Execution.ChildProcess.CaptureAsync(squeue, ["-h", "-j", job, "-o", "%T"], scratch, TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
+        var state = output.Trim();
+        return code == 0 && state.Length > 0 ? "is " + state.ToLowerInvariant() : null;
     }
 
     private static StatusJson ToJson(RunStatus s) => new(

@@ -36,6 +36,11 @@ public sealed class SlurmLeader : IAsyncDisposable
     private readonly string? _leaderAddress;
     private readonly Action<string> _log;
     private readonly TaskCompletionSource<(int Code, int Signal)> _srunExit = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, (string Host, Task Ended)> _workers = new();
+    private readonly HashSet<string> _released = [];
+    private readonly SemaphoreSlim _shrinking = new(1, 1);
+    private readonly List<Task> _releases = [];
+    private readonly string _leaderNode = Environment.GetEnvironmentVariable("SLURMD_NODENAME") ?? Environment.MachineName;
     private int _nextWorker;
     private int _srunPid;
 
@@ -56,6 +61,7 @@ public sealed class SlurmLeader : IAsyncDisposable
         _leaderAddress = string.IsNullOrWhiteSpace(leaderAddress) ? null : leaderAddress.Trim();
         _log = log;
         _server = new LeaderServer(_secret, ListenAddresses(_leaderAddress), 0, OnWorkerAsync, log);
+        _loop.OnRelease = worker => _releases.Add(ReleaseAsync(worker));
     }
 
     /// <summary>The addresses to listen on: those of SHOAL_LEADER_ADDRESS (an address, or a name and all it resolves
@@ -191,8 +197,11 @@ public sealed class SlurmLeader : IAsyncDisposable
         }
 
         var remote = new RemoteWorker(id, connection, _loop.ExitSink);
-        _loop.AddWorker(new WorkerInfo(id, register.Host, register.Slots, register.Gpus), remote);
+        var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        _workers[id] = (register.Host, ended.Task);
+        _loop.AddWorker(new WorkerInfo(id, register.Host, register.Slots, register.Gpus) { Releasable = register.Host != _leaderNode }, remote);
         var lost = await remote.RunAsync().ConfigureAwait(false);
+        ended.TrySetResult();
         if (lost is not null)
         {
             _log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
@@ -200,9 +209,58 @@ public sealed class SlurmLeader : IAsyncDisposable
         }
     }
 
+    /// <summary>Hands a released worker's node back to SLURM: once the worker has ended (it was told to shut down),
+    /// the job is shrunk to the nodes it still needs (<c>scontrol update JobId=… NodeList=…</c>). The workers share
+    /// one srun step; SLURM keeps the step running on the other nodes when the node it drops has no process of it
+    /// left. One shrink at a time, each naming every node kept.</summary>
+    private async Task ReleaseAsync(int worker)
+    {
+        if (!_workers.TryGetValue(worker, out var w))
+        {
+            return;
+        }
+
+        if (await Task.WhenAny(w.Ended, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false) != w.Ended)
+        {
+            _log($"worker {worker} on {w.Host} did not end within 10 s of its shutdown; its node is kept");
+            return;
+        }
+
+        // Its connection closed as the worker process exits; give slurmstepd a moment to see the task end, or the
+        // shrink would kill it (and srun would report the step as force-terminated).
+        await Task.Delay(TimeSpan.FromSeconds(1)).ConfigureAwait(false);
+        await _shrinking.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            _released.Add(w.Host);
+            var keep = _allocation.Nodes.Where(n => !_released.Contains(n)).ToList();
+            System.IO.Directory.CreateDirectory(_runDir.JobsDirectory);
+            var error = await SlurmJob.ShrinkAsync(_allocation.JobId, keep, _runDir.JobsDirectory, Path.Combine(_runDir.JobsDirectory, $".scontrol-{Environment.ProcessId}")).ConfigureAwait(false);
+            if (error is not null)
+            {
+                _released.Remove(w.Host);
+            }
+
+            var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+            _writer.Enqueue(j => j.AddRelease(_session, worker, w.Host, at, error));
+            if (error is not null || !_quiet)
+            {
+                _log(error is null ? $"node {w.Host} handed back to SLURM (nothing left for it to run); the job keeps {Hostlist.Compress(keep)}" : $"could not hand node {w.Host} back: {error}");
+            }
+        }
+        finally
+        {
+            _shrinking.Release();
+        }
+    }
+
+    /// <summary>Nodes handed back so far.</summary>
+    public int Released => _released.Count;
+
     /// <summary>After the loop ended (workers were told to shut down): waits for the step, then ends it.</summary>
     public async Task FinishAsync()
     {
+        await Task.WhenAll(_releases).ConfigureAwait(false);
         if (_srunPid == 0)
         {
             return;
@@ -218,7 +276,8 @@ public sealed class SlurmLeader : IAsyncDisposable
         }
     }
 
-    private static string[] SelfCommand()
+    /// <summary>How to start this shoal again: its binary, or the dotnet host and shoal.dll under tests.</summary>
+    public static string[] SelfCommand()
     {
         var self = Environment.ProcessPath ?? throw new InvalidOperationException("cannot tell where the shoal binary is");
         // Under `dotnet shoal.dll` (tests, dotnet run) the process is the dotnet host.

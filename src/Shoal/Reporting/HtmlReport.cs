@@ -16,7 +16,7 @@ public static class HtmlReport
     private const int LabelWidth = 170;
     private const int PlotWidth = 1000;
 
-    public static string Render(ReportModel model, string runDir, string origin, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyDictionary<int, string> stderrTails, DateTimeOffset generated)
+    public static string Render(ReportModel model, string runDir, string origin, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyDictionary<int, string> stderrTails, DateTimeOffset generated, IReadOnlyDictionary<int, string>? sessionJobs = null, IReadOnlyList<RunJournal.ReleaseRow>? releases = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(sessions);
@@ -45,7 +45,7 @@ public static class HtmlReport
         UtilisationChart(h, model);
         HistogramChart(h, model);
         Failures(h, model, workers, stderrTails);
-        Settings(h, sessions, workers);
+        Settings(h, sessions, workers, sessionJobs ?? new Dictionary<int, string>(), releases ?? []);
         h.Append("<script>").Append(Script).Append("</script>\n</body></html>\n");
         return h.ToString();
     }
@@ -170,13 +170,15 @@ public static class HtmlReport
         h.Append("</table></section>\n");
     }
 
-    private static void Settings(StringBuilder h, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers)
+    private static void Settings(StringBuilder h, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyDictionary<int, string> jobs, IReadOnlyList<RunJournal.ReleaseRow> releases)
     {
-        h.Append("<section id=\"settings\"><h2>Runs and settings</h2><table><tr><th>session</th><th>started</th><th>ended</th><th>host</th><th>command</th><th>outcome</th><th>workers</th></tr>");
+        h.Append("<section id=\"settings\"><h2>Runs and settings</h2><table><tr><th>session</th><th>SLURM job</th><th>started</th><th>ended</th><th>host</th><th>command</th><th>outcome</th><th>workers</th></tr>");
         foreach (var s in sessions)
         {
-            var ws = workers.Where(w => w.Session == s.Id).Select(w => $"{w.Host}: {w.Slots} slots{(w.Gpus.Length > 0 ? ", GPUs " + w.Gpus : "")}");
-            h.Append("<tr><td>").Append(s.Id).Append("</td><td>").Append(E(Time(s.Started))).Append("</td><td>").Append(E(s.Ended is { } e ? Time(e) : "running or killed"))
+            var ws = workers.Where(w => w.Session == s.Id).Select(w =>
+                $"{w.Host}: {w.Slots} slots{(w.Gpus.Length > 0 ? ", GPUs " + w.Gpus : "")}" +
+                (releases.FirstOrDefault(r => r.Session == s.Id && r.Worker == w.Id) is { } r ? (r.Error is null ? $" (handed back at {Time(r.At)})" : $" (hand-back failed: {r.Error})") : ""));
+            h.Append("<tr><td>").Append(s.Id).Append("</td><td>").Append(E(jobs.GetValueOrDefault(s.Id, ""))).Append("</td><td>").Append(E(Time(s.Started))).Append("</td><td>").Append(E(s.Ended is { } e ? Time(e) : "running or killed"))
              .Append("</td><td>").Append(E(s.Host)).Append("</td><td><code>shoal ").Append(E(s.Args)).Append("</code></td><td>").Append(E(s.Outcome ?? ""))
              .Append("</td><td>").Append(E(string.Join("; ", ws))).Append("</td></tr>");
         }

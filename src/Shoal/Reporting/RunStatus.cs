@@ -19,6 +19,18 @@ public sealed record RunStatus(
     IReadOnlyList<WorkerUse> Workers,
     IReadOnlyList<(int TaskId, string Host, TimeSpan Elapsed)> LongestRunning)
 {
+    /// <summary>When the latest session's SLURM job ends (unix ms), if known.</summary>
+    public long? JobEnd { get; init; }
+
+    /// <summary>The jobs this run submitted (shoal submit and --continue), oldest first.</summary>
+    public IReadOnlyList<RunJournal.ChainRow> Chain { get; init; } = [];
+
+    /// <summary>The SLURM job of each session that ran in one.</summary>
+    public IReadOnlyDictionary<int, string> SessionJobs { get; init; } = new Dictionary<int, string>();
+
+    /// <summary>Nodes the latest session handed back to SLURM.</summary>
+    public IReadOnlyList<RunJournal.ReleaseRow> Releases { get; init; } = [];
+
     public static readonly TimeSpan RecentWindow = TimeSpan.FromSeconds(60);
 
     public static RunStatus Read(RunJournal journal, string runDir, bool active, long nowUnixMs)
@@ -58,7 +70,13 @@ public sealed record RunStatus(
         var longest = active
             ? journal.LongestRunning(5).Select(a => (a.TaskId, hosts.GetValueOrDefault(a.Worker, "?"), TimeSpan.FromMilliseconds(Math.Max(0, nowUnixMs - a.StartUnixMs)))).ToList()
             : [];
-        return new RunStatus(runDir, journal.GetMeta("tasks.origin") ?? "?", active, total, Math.Max(0, total - withAttempts), running, done, failed, interrupted, recent, overall, eta, uses, longest);
+        return new RunStatus(runDir, journal.GetMeta("tasks.origin") ?? "?", active, total, Math.Max(0, total - withAttempts), running, done, failed, interrupted, recent, overall, eta, uses, longest)
+        {
+            JobEnd = active && long.TryParse(journal.GetMeta("job.end"), out var end) ? end : null,
+            Chain = journal.Chain(),
+            SessionJobs = journal.SessionJobs(),
+            Releases = session is null ? [] : [.. journal.Releases().Where(r => r.Session == session.Id)],
+        };
     }
 }
 

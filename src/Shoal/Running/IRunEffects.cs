@@ -18,4 +18,7 @@ public interface IRunEffects
 
     /// <summary>The worker is out of the run: close its launcher (nothing more goes to it).</summary>
     void DropWorker(int worker);
+
+    /// <summary>The worker is idle and nothing left can run on it: close it and hand its node back to SLURM.</summary>
+    void ReleaseWorker(int worker);
 }

@@ -144,6 +144,15 @@ public sealed class RunLoop : IRunEffects
 
     void IRunEffects.Record(AttemptRecord record) => _journal.Record(record);
 
+    /// <summary>Called (on the loop) when a worker is released: the cluster hands its node back.</summary>
+    public Action<int>? OnRelease { get; set; }
+
+    void IRunEffects.ReleaseWorker(int worker)
+    {
+        ((IRunEffects)this).DropWorker(worker);
+        OnRelease?.Invoke(worker);
+    }
+
     void IRunEffects.DropWorker(int worker)
     {
         if (_launchers.Remove(worker, out var launcher))

@@ -23,6 +23,10 @@ public sealed record RunOptions
     /// (time to stop the workers, close the journal and submit the next job). See <see cref="DefaultEndMargin"/>.</summary>
     public TimeSpan EndMargin { get; init; } = TimeSpan.FromSeconds(15);
 
+    /// <summary>Hand back the node of a releasable worker (<see cref="WorkerInfo.Releasable"/>) once it is idle and no
+    /// queued task can use it any more (off with --keep-nodes).</summary>
+    public bool ReleaseIdleWorkers { get; init; }
+
     /// <summary>The default <see cref="EndMargin"/>: the grace, plus 10 s, plus 1 % of the job's time limit up to 5
     /// minutes (13.6 s for a 1-minute job with the default 3 s grace, 49 s for 1 hour, 5 min 13 s from 8.3 hours on).</summary>
     public static TimeSpan DefaultEndMargin(TimeSpan grace, TimeSpan? timeLimit) =>

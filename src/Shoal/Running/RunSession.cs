@@ -37,6 +37,9 @@ public sealed record RunSettings(TaskList Tasks, string RunDirectory, RunOptions
     /// <summary>--continue: when the allocation ends before the run, submit the job's batch script again.</summary>
     public bool Continue { get; init; }
 
+    /// <summary>--keep-nodes: never hand an idle node back to SLURM.</summary>
+    public bool KeepNodes { get; init; }
+
     /// <summary>--max-jobs: the most jobs a chain may have.</summary>
     public int MaxJobs { get; init; } = RunSession.DefaultMaxJobs;
 }
@@ -143,10 +146,13 @@ public sealed class RunSession : IAsyncDisposable
                 journal.SetSessionJob(session, job);
             }
 
+            journal.SetMeta(new Dictionary<string, string> { ["job.end"] = EndMeta(end) });
+
             var options = settings.Options with
             {
                 Session = session,
                 ManageGpus = allocation is null ? settings.Gpus.Count > 0 : allocation.GpusPerNode > 0,
+                ReleaseIdleWorkers = allocation is not null && !settings.KeepNodes,
                 EndMargin = settings.EndMargin ?? RunOptions.DefaultEndMargin(settings.Options.Grace, limit ?? (end is { } e ? e - DateTimeOffset.UtcNow : null)),
             };
             writer = new JournalWriter(journal);
@@ -337,6 +343,8 @@ public sealed class RunSession : IAsyncDisposable
         return options;
     }
 
+    private static string EndMeta(DateTimeOffset? end) => end is { } e ? e.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) : "";
+
     private static async Task<(DateTimeOffset? End, TimeSpan? Limit)> ReadEndAsync(RunSettings settings, RunDirectory runDir)
     {
         if (settings.JobEnd is { } end)
@@ -365,6 +373,7 @@ public sealed class RunSession : IAsyncDisposable
                 {
                     _end = end;
                     _loop.SetEnd(end);
+                    _writer.Enqueue(j => j.SetMeta(new Dictionary<string, string> { ["job.end"] = EndMeta(end) }));
                 }
             }
         }

@@ -34,6 +34,7 @@ public sealed class RunState
     private readonly List<Assignment> _decisions = [];
     private readonly List<(int, int, bool)> _firstFailures = [];
     private readonly HashSet<int> _workers = [];
+    private readonly HashSet<int> _releasable = [];
     private readonly Dictionary<int, SpawnTrouble> _spawnTrouble = [];
     private readonly List<RecentDeath> _recentDeaths = [];
     private bool _expectingWorkers = true;
@@ -169,6 +170,10 @@ public sealed class RunState
         {
             HoldWhatCannotFinish();
             StartWhatFits();
+            if (_options.ReleaseIdleWorkers)
+            {
+                ReleaseIdleWorkers();
+            }
         }
 
         Progress.Set(_succeeded, _failed, _running.Count, _interrupted);
@@ -199,6 +204,39 @@ public sealed class RunState
 
     /// <summary>Nothing runs and nothing more will start: the run is over.</summary>
     public bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || _noMoreStarts || _outOfTime || (!_expectingWorkers && _workers.Count == 0));
+
+    /// <summary>Hands back every releasable worker that runs nothing and that no queued task can use any more (the
+    /// queue is empty, or what is left does not fit it or cannot finish in the time left): at a run's tail, nodes
+    /// stop being charged while the last tasks finish elsewhere.</summary>
+    private void ReleaseIdleWorkers()
+    {
+        if (_releasable.Count == 0 || _running.Count == 0)
+        {
+            return; // nothing runs anywhere: the run is ending (or waiting for workers), the job ends with it
+        }
+
+        List<int>? release = null;
+        foreach (var worker in _releasable)
+        {
+            if (_scheduler.IsIdle(worker) && !_scheduler.AnyStartableFor(worker))
+            {
+                (release ??= []).Add(worker);
+            }
+        }
+
+        foreach (var worker in release ?? [])
+        {
+            _releasable.Remove(worker);
+            _workers.Remove(worker);
+            _scheduler.RemoveWorker(worker);
+            _spawnTrouble.Remove(worker);
+            Released++;
+            _effects.ReleaseWorker(worker);
+        }
+    }
+
+    /// <summary>Workers whose nodes were handed back.</summary>
+    public int Released { get; private set; }
 
     /// <summary>With the allocation's end known: holds the queue of every shape whose tasks are expected to end after
     /// <c>end - EndMargin</c> (they wait for the next job), and notes when nothing queued can start any more.</summary>
@@ -234,6 +272,10 @@ public sealed class RunState
         ArgumentNullException.ThrowIfNull(worker);
         _scheduler.AddWorker(worker.Id, worker.Slots, worker.Gpus);
         _workers.Add(worker.Id);
+        if (worker.Releasable)
+        {
+            _releasable.Add(worker.Id);
+        }
     }
 
     /// <summary>No worker will join any more: once none is left, the run ends even with tasks queued.</summary>
@@ -585,6 +627,7 @@ public sealed class RunState
             return;
         }
 
+        _releasable.Remove(worker);
         _effects.DropWorker(worker);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var task in _scheduler.RemoveWorker(worker))

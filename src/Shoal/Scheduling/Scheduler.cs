@@ -87,6 +87,28 @@ public sealed class Scheduler
         return false;
     }
 
+    /// <summary>True when the worker runs nothing.</summary>
+    public bool IsIdle(int id) => _workers.Find(w => w.Id == id) is { } w && w.FreeLanes == w.Slots;
+
+    /// <summary>True when some queued task, in a queue that is not held, could ever run on the worker.</summary>
+    public bool AnyStartableFor(int id)
+    {
+        if (_workers.Find(w => w.Id == id) is not { } worker)
+        {
+            return false;
+        }
+
+        for (var s = 0; s < _queues.Length; s++)
+        {
+            if (!_held[s] && _queues[s].Count > 0 && worker.CouldEverFit(_shapes[s].Cpus, _shapes[s].Gpus))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
     /// <summary>True when a queued task of the shape waits.</summary>
     public bool HasQueued(int shapeIndex) => _queues[shapeIndex].Count > 0;
 

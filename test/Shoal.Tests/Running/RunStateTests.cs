@@ -191,6 +191,83 @@ public sealed class RunStateTests
     }
 
     [Fact]
+    public void IdleWorker_WithNothingLeftForIt_IsReleased_WhileOthersStillRun_NeverTheLeadersNode()
+    {
+        var state = Build("a\nb\nc\n", new RunOptions { ReleaseIdleWorkers = true }, slots: 1); // worker 0: the leader's node
+        state.Join(new WorkerInfo(1, "n2", 1, []) { Releasable = true });
+        state.Join(new WorkerInfo(2, "n3", 1, []) { Releasable = true });
+        state.Settle();
+        Assert.Equal(3, _effects.Launched.Count);
+        Finish(state, _effects.Launched.Single(l => l.Worker == 1).Request.Task);
+        Assert.Equal([1], _effects.Released); // queue empty, the others still run
+        Finish(state, _effects.Launched.Single(l => l.Worker == 0).Request.Task);
+        Assert.Equal([1], _effects.Released); // worker 0 is not releasable
+        Finish(state, _effects.Launched.Single(l => l.Worker == 2).Request.Task);
+        Assert.Equal([1], _effects.Released); // nothing runs any more: the run ends, the job with it
+        Assert.True(state.Finished);
+        Assert.Equal(0, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
+    public void IdleWorker_KeptWhileQueuedTasksCouldUseIt_AndWithoutTheOption()
+    {
+        var state = Build("a\nb\n#SHOAL cpus=2\nbig\n", new RunOptions { ReleaseIdleWorkers = true }, slots: 2);
+        state.Join(new WorkerInfo(1, "n2", 1, []) { Releasable = true });
+        state.Settle();
+        // a and b run on worker 0 (2 slots); big waits for worker 0; worker 1 (1 slot) can never hold big.
+        Assert.Equal([0, 1], _effects.Launched.Select(l => l.Request.Task).Order());
+        Assert.Contains(1, _effects.Released); // idle, and the only queued task can never fit it
+        _effects.Released.Clear();
+
+        var keep = new RunStateTests();
+        var kept = keep.Build("a\nb\nc\n", new RunOptions(), slots: 1);
+        kept.Join(new WorkerInfo(1, "n2", 1, []) { Releasable = true });
+        kept.Settle();
+        keep.Finish(kept, keep._effects.Launched.Single(l => l.Worker == 1).Request.Task);
+        keep.Finish(kept, keep._effects.Launched.Single(l => l.Worker == 1 && l.Request.Task == 2).Request.Task);
+        Assert.Empty(keep._effects.Released); // --keep-nodes
+    }
+
+    [Theory]
+    [InlineData(true, 0, false, false, 1, null)]
+    [InlineData(false, 0, false, false, 1, "it did not end for lack of time")]
+    [InlineData(false, 15, true, false, 1, null)]
+    [InlineData(false, 15, false, false, 1, "it was stopped by signal 15 before the allocation's end")]
+    [InlineData(true, 0, false, true, 1, "the run lost its workers")]
+    [InlineData(true, 0, false, false, 20, "the chain has its 20 jobs (--max-jobs)")]
+    public void WhyNotContinue_OnlyWhenTimeRanOutAfterProgress(bool outOfTime, int signal, bool byTimeLimit, bool lostWorkers, int jobs, string? why)
+    {
+        var outcome = new RunOutcome(10, 0, 0, 4, 0, 0, 6, TimeSpan.Zero, signal, []) { OutOfTime = outOfTime };
+        Assert.Equal(why, RunSession.WhyNotContinue(outcome, byTimeLimit, lostWorkers, jobs, 20));
+        Assert.Equal("nothing is left to run", RunSession.WhyNotContinue(outcome with { NotRun = 0 }, byTimeLimit, lostWorkers, jobs, 20));
+        if (why is null)
+        {
+            Assert.StartsWith("this job finished no task", RunSession.WhyNotContinue(outcome with { Succeeded = 0 }, byTimeLimit, lostWorkers, jobs, 20), StringComparison.Ordinal);
+        }
+    }
+
+    [Theory]
+    [InlineData("1", 60)]
+    [InlineData("2:00", 120)]
+    [InlineData("1:30:00", 5400)]
+    [InlineData("2-03:05:00", 2 * 86400 + 3 * 3600 + 300)]
+    [InlineData("1-2", 86400 + 7200)]
+    [InlineData("UNLIMITED", null)]
+    [InlineData("NOT_SET", null)]
+    public void SlurmTimeLimit_Parsed(string text, int? seconds) =>
+        Assert.Equal(seconds is { } s ? TimeSpan.FromSeconds(s) : null, Shoal.Cluster.SlurmJob.ParseLimit(text));
+
+    [Fact]
+    public void SlurmEndTime_LocalTimeOrNothing()
+    {
+        Assert.Equal(new DateTimeOffset(new DateTime(2026, 11, 28, 5, 30, 35, DateTimeKind.Local)), Shoal.Cluster.SlurmJob.ParseLocalTime("2026-11-28T05:30:35"));
+        Assert.Null(Shoal.Cluster.SlurmJob.ParseLocalTime("NONE"));
+        Assert.Null(Shoal.Cluster.SlurmJob.ParseLocalTime("Unknown"));
+        Assert.Equal(DateTimeOffset.FromUnixTimeSeconds(1795843835), Shoal.Cluster.SlurmJob.EndFromEnvironment(n => n == "SLURM_JOB_END_TIME" ? "1795843835" : null));
+        Assert.Null(Shoal.Cluster.SlurmJob.EndFromEnvironment(_ => null));
+    }
+
+    [Fact]
     public void DurationEstimate_PercentileWithinABucket()
     {
         var estimate = new DurationEstimate();
@@ -222,5 +299,9 @@ public sealed class RunStateTests
         public void Record(AttemptRecord record) => Records.Add(record);
 
         public void DropWorker(int worker) => Dropped.Add(worker);
+
+        public List<int> Released { get; } = [];
+
+        public void ReleaseWorker(int worker) => Released.Add(worker);
     }
 }
