@@ -316,8 +316,8 @@ public sealed class RunSession : IAsyncDisposable
     }
 
     /// <summary>What the next job must ask SLURM for that a batch script may not say itself (the user may have given
-    /// it on sbatch's command line): the job's first node count, its time limit, partition, account, QOS and name,
-    /// and the working directory.</summary>
+    /// it on sbatch's command line): the job's first node count, its time limit, partition, account, QOS, name,
+    /// CPUs per task and tasks per node, and the working directory.</summary>
     private List<string> CarriedOptions()
     {
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
@@ -332,7 +332,11 @@ public sealed class RunSession : IAsyncDisposable
             options.Add($"--time={(int)Math.Ceiling(limit.TotalMinutes)}");
         }
 
-        foreach (var (variable, option) in new[] { ("SLURM_JOB_PARTITION", "--partition"), ("SLURM_JOB_ACCOUNT", "--account"), ("SLURM_JOB_QOS", "--qos"), ("SLURM_JOB_NAME", "--job-name") })
+        foreach (var (variable, option) in new[]
+        {
+            ("SLURM_JOB_PARTITION", "--partition"), ("SLURM_JOB_ACCOUNT", "--account"), ("SLURM_JOB_QOS", "--qos"), ("SLURM_JOB_NAME", "--job-name"),
+            ("SLURM_CPUS_PER_TASK", "--cpus-per-task"), ("SLURM_NTASKS_PER_NODE", "--ntasks-per-node"),
+        })
         {
             if (env(variable) is { Length: > 0 } value)
             {

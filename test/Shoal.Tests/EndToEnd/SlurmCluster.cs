@@ -85,6 +85,38 @@ public sealed class SlurmCluster
         }
     }
 
+    /// <summary>Runs shoal here (a login node) in <paramref name="workDir"/>: stdout first, then stderr.</summary>
+    public static (int ExitCode, string Output) Shoal(string workDir, params string[] args)
+    {
+        var words = ShoalCommand.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return Run(words[0], [.. words.Skip(1), .. args], timeout: TimeSpan.FromMinutes(1), workDir: workDir);
+    }
+
+    /// <summary>Every job named <paramref name="name"/> that slurmctld still knows (pending, running, and those ended
+    /// within MinJobAge), as (id, state).</summary>
+    public static List<(string Id, string State)> JobsNamed(string name) =>
+        [.. Run("squeue", ["-h", "-t", "all", "-n", name, "-o", "%i %T"]).Output
+            .Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(l => l.Split(' '))
+            .Select(p => (p[0], p[1]))];
+
+    /// <summary>The exit code of the batch script of an ended job (scontrol's ExitCode=CODE:SIGNAL), or null.</summary>
+    public static int? ExitCode(string job)
+    {
+        var text = Run("scontrol", ["show", "job", job]).Output;
+        var at = text.IndexOf(" ExitCode=", StringComparison.Ordinal);
+        if (at < 0)
+        {
+            return null;
+        }
+
+        var value = text[(at + " ExitCode=".Length)..].Split(':')[0];
+        return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out var code) ? code : null;
+    }
+
+    /// <summary>Cancels every job named <paramref name="name"/> (a test's leftovers).</summary>
+    public static void CancelNamed(string name) => Run("scancel", ["-n", name]);
+
     /// <summary>The pid of the shoal worker running on <paramref name="node"/> for <paramref name="job"/>, or null.</summary>
     public static int? WorkerPid(string job, string node) =>
         FindShoal(job, cmd => cmd.Contains("\0worker\0--leader\0", StringComparison.Ordinal), node);
