@@ -13,6 +13,7 @@ public sealed class Scheduler
     private readonly IReadOnlyList<TaskShape> _shapes;
     private readonly Queue<(int Task, int Seq)>[] _queues;
     private readonly List<WorkerSlots> _workers = [];
+    private readonly Dictionary<int, WorkerSlots> _byId = [];
     private readonly Dictionary<int, Assignment> _running = [];
     private readonly bool[] _held;
     private int _sequence;
@@ -39,12 +40,14 @@ public sealed class Scheduler
 
     public void AddWorker(int id, int slots, IReadOnlyList<string> gpus)
     {
-        if (_workers.Any(w => w.Id == id))
+        if (_byId.ContainsKey(id))
         {
             throw new InvalidOperationException($"worker {id} added twice");
         }
 
-        _workers.Add(new WorkerSlots(id, slots, gpus));
+        var worker = new WorkerSlots(id, slots, gpus);
+        _workers.Add(worker);
+        _byId[id] = worker;
     }
 
     /// <summary>Removes a worker; returns the tasks that were running on it (their resources are gone with it).</summary>
@@ -57,13 +60,14 @@ public sealed class Scheduler
         }
 
         _workers.RemoveAll(w => w.Id == id);
+        _byId.Remove(id);
         return lost;
     }
 
     /// <summary>Pauses or resumes a worker: while paused it gets no new tasks; its running tasks are unaffected.</summary>
     public void Pause(int id, bool paused)
     {
-        if (_workers.Find(w => w.Id == id) is { } w)
+        if (_byId.GetValueOrDefault(id) is { } w)
         {
             w.Paused = paused;
         }
@@ -88,12 +92,12 @@ public sealed class Scheduler
     }
 
     /// <summary>True when the worker runs nothing.</summary>
-    public bool IsIdle(int id) => _workers.Find(w => w.Id == id) is { } w && w.FreeLanes == w.Slots;
+    public bool IsIdle(int id) => _byId.GetValueOrDefault(id) is { } w && w.FreeLanes == w.Slots;
 
     /// <summary>True when some queued task, in a queue that is not held, could ever run on the worker.</summary>
     public bool AnyStartableFor(int id)
     {
-        if (_workers.Find(w => w.Id == id) is not { } worker)
+        if (_byId.GetValueOrDefault(id) is not { } worker)
         {
             return false;
         }
@@ -147,7 +151,7 @@ public sealed class Scheduler
             throw new InvalidOperationException($"task index {task} is not running");
         }
 
-        _workers.Find(w => w.Id == a.Worker)?.Give(a);
+        _byId.GetValueOrDefault(a.Worker)?.Give(a);
         return a;
     }
 
