@@ -48,10 +48,34 @@ internal static class SubmitCommand
             return Cli.Fail($"shoal submit: {check.Errors[0].Message}");
         }
 
-        var runDir = new RunDirectory(RunCommand.CheckForSubmit(check));
-        Directory.CreateDirectory(runDir.JobsDirectory);
-        var script = BatchScript(runDir, runArgs, sbatchArgs);
-        await File.WriteAllTextAsync(runDir.BatchScript, script).ConfigureAwait(false);
+        using var runDir = new RunDirectory(RunCommand.CheckForSubmit(check));
+        if (runDir.Path.Any(c => char.IsWhiteSpace(c) || c is '%' or '"' or '\''))
+        {
+            return Cli.Fail($"shoal submit: the run directory {runDir.Path} has a space, quote or '%' (sbatch would split or expand it); choose one with --run-dir");
+        }
+
+        // One chain at a time: not while a run holds the directory, nor while its last job waits or runs.
+        runDir.Acquire(); // throws (exit 2, clear message) when a run uses it
+        if (File.Exists(runDir.JournalPath))
+        {
+            using var journal = RunJournal.Open(runDir.JournalPath, create: false, readOnly: true);
+            if (journal.Chain().LastOrDefault(c => c.Job is not null) is { Job: { } last } && await SlurmJob.IsQueuedAsync(last, Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}")).ConfigureAwait(false))
+            {
+                return Cli.Fail($"shoal submit: job {last} of this run is still queued or running (scancel {last} first, or choose another --run-dir)");
+            }
+        }
+
+        try
+        {
+            Directory.CreateDirectory(runDir.JobsDirectory);
+            var temporary = runDir.BatchScript + ".new";
+            await File.WriteAllTextAsync(temporary, BatchScript(runDir, runArgs, sbatchArgs)).ConfigureAwait(false);
+            File.Move(temporary, runDir.BatchScript, overwrite: true);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return Cli.Fail($"shoal submit: cannot write {runDir.BatchScript}: {Cli.Describe(e)}");
+        }
         var by = string.Create(CultureInfo.InvariantCulture, $"submit:{DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()}");
         var (job, error) = await SlurmJob.SubmitAsync(runDir.BatchScript, [], null, Path.Combine(runDir.JobsDirectory, $".sbatch-{Environment.ProcessId}")).ConfigureAwait(false);
         using (var journal = RunJournal.Open(runDir.JournalPath, create: true))

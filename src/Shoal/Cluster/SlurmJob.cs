@@ -40,6 +40,18 @@ public static class SlurmJob
         return parts.Length == 2 ? (ParseLocalTime(parts[0]), ParseLimit(parts[1])) : (null, null);
     }
 
+    /// <summary>True when squeue lists the job (pending, running, completing); false when it does not or cannot say.</summary>
+    public static async Task<bool> IsQueuedAsync(string jobId, string scratch)
+    {
+        if (ChildProcess.FindProgram("squeue") is not { } squeue)
+        {
+            return false;
+        }
+
+        var (code, output) = await ChildProcess.CaptureAsync(squeue, ["-h", "-j", jobId, "-o", "%T"], scratch, CommandTimeout).ConfigureAwait(false);
+        return code == 0 && output.Trim().Length > 0;
+    }
+
     /// <summary>SLURM's <c>2026-11-28T05:30:35</c> in this machine's time zone; null for NONE, Unknown, N/A.</summary>
     public static DateTimeOffset? ParseLocalTime(string text) =>
         DateTime.TryParseExact(text.Trim(), "yyyy-MM-dd'T'HH:mm:ss", CultureInfo.InvariantCulture, DateTimeStyles.AssumeLocal, out var local)

@@ -43,6 +43,7 @@ public sealed class SlurmLeader : IAsyncDisposable
     private readonly string _leaderNode = Environment.GetEnvironmentVariable("SLURMD_NODENAME") ?? Environment.MachineName;
     private int _nextWorker;
     private int _srunPid;
+    private int _releasedCount;
 
     public SlurmLeader(SlurmAllocation allocation, RunLoop loop, JournalWriter writer, RunDirectory runDir, int session, string shell, bool quiet)
         : this(allocation, loop, writer, runDir, session, shell, quiet, Environment.GetEnvironmentVariable("SHOAL_LEADER_ADDRESS"), Log)
@@ -61,7 +62,7 @@ public sealed class SlurmLeader : IAsyncDisposable
         _leaderAddress = string.IsNullOrWhiteSpace(leaderAddress) ? null : leaderAddress.Trim();
         _log = log;
         _server = new LeaderServer(_secret, ListenAddresses(_leaderAddress), 0, OnWorkerAsync, log);
-        _loop.OnRelease = worker => _releases.Add(ReleaseAsync(worker));
+        _loop.OnRelease = worker => _releases.Add(ReleaseSafelyAsync(worker));
     }
 
     /// <summary>The addresses to listen on: those of SHOAL_LEADER_ADDRESS (an address, or a name and all it resolves
@@ -213,6 +214,18 @@ public sealed class SlurmLeader : IAsyncDisposable
     /// the job is shrunk to the nodes it still needs (<c>scontrol update JobId=… NodeList=…</c>). The workers share
     /// one srun step; SLURM keeps the step running on the other nodes when the node it drops has no process of it
     /// left. One shrink at a time, each naming every node kept.</summary>
+    private async Task ReleaseSafelyAsync(int worker)
+    {
+        try
+        {
+            await ReleaseAsync(worker).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidOperationException or ObjectDisposedException)
+        {
+            _log($"could not hand back the node of worker {worker}: {e.Message}");
+        }
+    }
+
     private async Task ReleaseAsync(int worker)
     {
         if (!_workers.TryGetValue(worker, out var w))
@@ -241,6 +254,8 @@ public sealed class SlurmLeader : IAsyncDisposable
                 _released.Remove(w.Host);
             }
 
+            Volatile.Write(ref _releasedCount, _released.Count);
+
             var at = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
             _writer.Enqueue(j => j.AddRelease(_session, worker, w.Host, at, error));
             if (error is not null || !_quiet)
@@ -255,12 +270,15 @@ public sealed class SlurmLeader : IAsyncDisposable
     }
 
     /// <summary>Nodes handed back so far.</summary>
-    public int Released => _released.Count;
+    public int Released => Volatile.Read(ref _releasedCount);
 
     /// <summary>After the loop ended (workers were told to shut down): waits for the step, then ends it.</summary>
-    public async Task FinishAsync()
+    public async Task FinishAsync(bool waitForReleases = true)
     {
-        await Task.WhenAll(_releases).ConfigureAwait(false);
+        if (waitForReleases)
+        {
+            await Task.WhenAll(_releases).ConfigureAwait(false); // after a stop, SLURM's KILL may be near: no waiting
+        }
         if (_srunPid == 0)
         {
             return;

@@ -52,18 +52,26 @@ public static class ChildProcess
     /// <paramref name="scratch"/> (a file of ours, replaced). Its stderr is ours: the user sees its complaints.</summary>
     public static async Task<(int Code, string Output)> CaptureAsync(string path, IReadOnlyList<string> args, string scratch, TimeSpan timeout, IEnumerable<string>? remove = null)
     {
-        File.Delete(scratch);
-        var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var pid = Start(path, args, [], remove ?? [], (code, signal) => exit.TrySetResult(signal == 0 ? code : -1), stdoutPath: scratch);
-        if (await Task.WhenAny(exit.Task, Task.Delay(timeout)).ConfigureAwait(false) != exit.Task)
+        try
         {
-            Signal(pid, Native.SIGKILL);
-        }
+            File.Delete(scratch);
+            var exit = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+            var pid = Start(path, args, [], remove ?? [], (code, signal) => exit.TrySetResult(signal == 0 ? code : -1), stdoutPath: scratch);
+            if (await Task.WhenAny(exit.Task, Task.Delay(timeout)).ConfigureAwait(false) != exit.Task)
+            {
+                Signal(pid, Native.SIGKILL);
+            }
 
-        var code = await exit.Task.ConfigureAwait(false);
-        var output = File.Exists(scratch) ? await File.ReadAllTextAsync(scratch).ConfigureAwait(false) : "";
-        File.Delete(scratch);
-        return (code, output);
+            var code = await exit.Task.ConfigureAwait(false);
+            var output = File.Exists(scratch) ? await File.ReadAllTextAsync(scratch).ConfigureAwait(false) : "";
+            File.Delete(scratch);
+            return (code, output);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            // Cannot start it (a process limit: EAGAIN) or cannot use the scratch file: the command's failure, told.
+            return (-1, $"{Path.GetFileName(path)}: {e.Message}");
+        }
     }
 
     /// <summary>Makes this process the owner of all its children; call first thing in Main, before .NET sets up its

@@ -62,6 +62,7 @@ public sealed class RunSession : IAsyncDisposable
     private DateTimeOffset? _end;
     private DateTimeOffset? _stoppedAt;
     private TimeSpan? _limit;
+    private Action<string>? _log;
 
     /// <summary>How many jobs a chain may have without --max-jobs.</summary>
     public const int DefaultMaxJobs = 20;
@@ -215,6 +216,7 @@ public sealed class RunSession : IAsyncDisposable
     public async Task<RunOutcome> RunAsync(Action<string> log)
     {
         ArgumentNullException.ThrowIfNull(log);
+        _log = log;
         _cluster?.Start();
         var refresh = _settings.JobId is not null && _settings.JobEnd is null ? RefreshEndAsync(_refresh.Token) : Task.CompletedTask;
         var outcome = await _loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
@@ -222,7 +224,7 @@ public sealed class RunSession : IAsyncDisposable
         await refresh.ConfigureAwait(false);
         if (_cluster is not null)
         {
-            await _cluster.FinishAsync().ConfigureAwait(false);
+            await _cluster.FinishAsync(waitForReleases: outcome.StopSignal == 0).ConfigureAwait(false);
         }
 
         _writer.Complete();
@@ -276,9 +278,20 @@ public sealed class RunSession : IAsyncDisposable
             return null;
         }
 
+        if (Environment.GetEnvironmentVariable("SLURM_ARRAY_JOB_ID") is { Length: > 0 })
+        {
+            log("not continuing in a next job: this is an element of a job array (its script would submit the whole array)");
+            return null;
+        }
+
+        // This job and those that submitted it, back to the first (a shoal submit, or a job nobody submitted).
         var chain = _journal.Chain();
-        var lastStart = chain.FindLastIndex(c => c.By.StartsWith("submit:", StringComparison.Ordinal));
-        var jobsSoFar = chain.Count - Math.Max(0, lastStart) + (lastStart < 0 ? 1 : 0); // this job, and those before it
+        var jobsSoFar = 1;
+        for (var current = job; chain.FirstOrDefault(c => c.Job == current) is { } link && !link.By.StartsWith("submit:", StringComparison.Ordinal) && jobsSoFar <= chain.Count; current = link.By)
+        {
+            jobsSoFar++;
+        }
+
         var byTimeLimit = _stoppedAt is { } at && _end is { } end && at >= end - TimeLimitWindow - EndMargin;
         if (WhyNotContinue(outcome, byTimeLimit, _loop.RanOutOfWorkers, jobsSoFar, _settings.MaxJobs) is { } why)
         {
@@ -292,22 +305,32 @@ public sealed class RunSession : IAsyncDisposable
             return null;
         }
 
-        System.IO.Directory.CreateDirectory(_runDir.JobsDirectory);
-        var scratch = Path.Combine(_runDir.JobsDirectory, $".sbatch-{Environment.ProcessId}");
-        var script = Path.Combine(_runDir.JobsDirectory, $"job-{job}.sbatch");
-        if (await SlurmJob.SaveBatchScriptAsync(job, script, scratch).ConfigureAwait(false) is { } saveError)
+        string? next;
+        string? error;
+        try
         {
-            if (!File.Exists(_runDir.BatchScript))
+            System.IO.Directory.CreateDirectory(_runDir.JobsDirectory);
+            var scratch = Path.Combine(_runDir.JobsDirectory, $".sbatch-{Environment.ProcessId}");
+            var script = Path.Combine(_runDir.JobsDirectory, $"job-{job}.sbatch");
+            if (await SlurmJob.SaveBatchScriptAsync(job, script, scratch).ConfigureAwait(false) is { } saveError)
             {
-                _journal.RecordSubmission(job, null, saveError);
-                log($"cannot continue: {saveError}");
-                return null;
+                if (!File.Exists(_runDir.BatchScript))
+                {
+                    _journal.RecordSubmission(job, null, saveError);
+                    log($"cannot continue: {saveError}");
+                    return null;
+                }
+
+                script = _runDir.BatchScript; // shoal submit's script is the same one
             }
 
-            script = _runDir.BatchScript; // shoal submit's script is the same one
+            (next, error) = await SlurmJob.SubmitAsync(script, CarriedOptions(), job, scratch).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            (next, error) = (null, $"cannot write in {_runDir.JobsDirectory}: {e.Message}");
         }
 
-        var (next, error) = await SlurmJob.SubmitAsync(script, CarriedOptions(), job, scratch).ConfigureAwait(false);
         _journal.RecordSubmission(job, next, error);
         log(next is not null
             ? $"continuing in job {next} (job {jobsSoFar + 1} of at most {_settings.MaxJobs}; it starts when job {job} has ended)"
@@ -321,7 +344,7 @@ public sealed class RunSession : IAsyncDisposable
     private List<string> CarriedOptions()
     {
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
-        var options = new List<string> { $"--chdir={Environment.CurrentDirectory}" };
+        var options = new List<string> { $"--chdir={(env("SLURM_SUBMIT_DIR") is { Length: > 0 } submitDir ? submitDir : Environment.CurrentDirectory)}" };
         if (_settings.Allocation is { } a)
         {
             options.Add($"--nodes={a.Nodes.Count}");
@@ -351,21 +374,29 @@ public sealed class RunSession : IAsyncDisposable
 
     private static async Task<(DateTimeOffset? End, TimeSpan? Limit)> ReadEndAsync(RunSettings settings, RunDirectory runDir)
     {
-        if (settings.JobEnd is { } end)
-        {
-            return (end, null);
-        }
-
         if (settings.JobId is not { } job)
         {
-            return (null, null);
+            return (settings.JobEnd, null);
         }
 
-        return await SlurmJob.QueryAsync(job, Path.Combine(runDir.Path, $".squeue-{Environment.ProcessId}")).ConfigureAwait(false);
+        var (end, limit) = await SlurmJob.QueryAsync(job, Path.Combine(runDir.Path, $".squeue-{Environment.ProcessId}")).ConfigureAwait(false);
+        return (settings.JobEnd ?? end, limit); // the limit is carried to the next job even when the end came from the environment
     }
 
     /// <summary>An administrator may extend (or cut) a running job's time limit: ask again every minute.</summary>
     private async Task RefreshEndAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await RefreshLoopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            _log?.Invoke($"stopped asking squeue for the job's end: {e.Message}");
+        }
+    }
+
+    private async Task RefreshLoopAsync(CancellationToken cancellationToken)
     {
         try
         {

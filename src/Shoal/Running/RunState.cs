@@ -197,7 +197,7 @@ public sealed class RunState
         {
             SpawnFailures = _spawnFailures,
             SpawnError = _spawnError,
-            OutOfTime = _outOfTime && notRun > 0,
+            OutOfTime = _outOfTime && _stopSignal == 0 && notRun > 0,
             End = _end,
         };
     }
@@ -206,8 +206,9 @@ public sealed class RunState
     public bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || _noMoreStarts || _outOfTime || (!_expectingWorkers && _workers.Count == 0));
 
     /// <summary>Hands back every releasable worker that runs nothing and that no queued task can use any more (the
-    /// queue is empty, or what is left does not fit it or cannot finish in the time left): at a run's tail, nodes
-    /// stop being charged while the last tasks finish elsewhere.</summary>
+    /// queue is empty, or what is left can never fit it): at a run's tail, nodes stop being charged while the last
+    /// tasks finish elsewhere. Tasks held for lack of time do not count as unusable: a hold can lift (the end is
+    /// extended, the estimate drops), and a released node cannot come back.</summary>
     private void ReleaseIdleWorkers()
     {
         if (_releasable.Count == 0 || _running.Count == 0)
@@ -218,7 +219,7 @@ public sealed class RunState
         List<int>? release = null;
         foreach (var worker in _releasable)
         {
-            if (_scheduler.IsIdle(worker) && !_scheduler.AnyStartableFor(worker))
+            if (_scheduler.IsIdle(worker) && !_scheduler.AnyQueuedFor(worker))
             {
                 (release ??= []).Add(worker);
             }

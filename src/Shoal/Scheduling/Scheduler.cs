@@ -94,8 +94,8 @@ public sealed class Scheduler
     /// <summary>True when the worker runs nothing.</summary>
     public bool IsIdle(int id) => _byId.GetValueOrDefault(id) is { } w && w.FreeLanes == w.Slots;
 
-    /// <summary>True when some queued task, in a queue that is not held, could ever run on the worker.</summary>
-    public bool AnyStartableFor(int id)
+    /// <summary>True when some queued task, held or not, could ever run on the worker.</summary>
+    public bool AnyQueuedFor(int id)
     {
         if (_byId.GetValueOrDefault(id) is not { } worker)
         {
@@ -104,7 +104,7 @@ public sealed class Scheduler
 
         for (var s = 0; s < _queues.Length; s++)
         {
-            if (!_held[s] && _queues[s].Count > 0 && worker.CouldEverFit(_shapes[s].Cpus, _shapes[s].Gpus))
+            if (_queues[s].Count > 0 && worker.CouldEverFit(_shapes[s].Cpus, _shapes[s].Gpus))
             {
                 return true;
             }

@@ -228,6 +228,27 @@ public sealed class RunStateTests
         Assert.Empty(keep._effects.Released); // --keep-nodes
     }
 
+    [Fact]
+    public void OutOfTimeHolds_DoNotReleaseNodes_AndAStopIsNotOutOfTime()
+    {
+        var state = Build("a\nb\nc\n", new RunOptions { ReleaseIdleWorkers = true, EndMargin = TimeSpan.FromSeconds(10), Timeout = TimeSpan.FromSeconds(30) }, slots: 1);
+        state.Join(new WorkerInfo(1, "n2", 1, []) { Releasable = true });
+        state.SetEnd(_time.GetUtcNow() + TimeSpan.FromSeconds(45));
+        state.Settle();
+        Assert.Equal(2, _effects.Launched.Count); // 35 s left: two 30-s tasks start, c waits
+        Advance(state, TimeSpan.FromSeconds(6));
+        Finish(state, _effects.Launched.Single(l => l.Worker == 1).Request.Task);
+        Assert.Equal(2, _effects.Launched.Count); // 29 s left: c (30 s) is held
+        Assert.Empty(_effects.Released); // held for time is not unusable: the end may be extended
+        state.Stop(Native.SIGTERM); // a user's scancel long before the end
+        state.Settle();
+        Finish(state, _effects.Launched.Single(l => l.Worker == 0).Request.Task, exitCode: -1, signal: Native.SIGTERM, signalled: true);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.False(outcome.OutOfTime);
+        Assert.Equal(143, outcome.ExitCode);
+        Assert.NotNull(RunSession.WhyNotContinue(outcome, stoppedByTimeLimit: false, ranOutOfWorkers: false, 1, 20));
+    }
+
     [Theory]
     [InlineData(true, 0, false, false, 1, null)]
     [InlineData(false, 0, false, false, 1, "it did not end for lack of time")]
