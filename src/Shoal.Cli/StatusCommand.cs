@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
+using Shoal.Cluster;
 using Shoal.Journal;
 using Shoal.Reporting;
 using Shoal.Running;
@@ -112,27 +113,13 @@ internal static class StatusCommand
         {
             var jobs = s.Chain.Where(c => c.Job is not null).Select(c => c.Job!).ToList();
             var last = jobs.LastOrDefault();
-            var state = last is null ? null : JobState(last);
+            var state = last is null ? null : SlurmJob.StateAsync(last, Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}")).GetAwaiter().GetResult() is { } st ? "is " + st.ToLowerInvariant() : null;
             o.WriteLine($"  jobs: {string.Join(", ", jobs)}{(last is null ? "" : $"; job {last} {state ?? "has ended"}")}; {s.Total - s.Done - s.Failed} tasks left");
             foreach (var failed in s.Chain.Where(c => c.Error is not null))
             {
                 o.WriteLine($"  submission by {failed.By} failed: {failed.Error}");
             }
         }
-    }
-
-    /// <summary>The job's state as squeue says (PENDING, RUNNING...), or null when it is not in the queue any more.</summary>
-    private static string? JobState(string job)
-    {
-        if (Shoal.Execution.ChildProcess.FindProgram("squeue") is not { } squeue)
-        {
-            return null;
-        }
-
-        var scratch = Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}");
-        var (code, output) = Shoal.Execution.ChildProcess.CaptureAsync(squeue, ["-h", "-j", job, "-o", "%T"], scratch, TimeSpan.FromSeconds(10)).GetAwaiter().GetResult();
-        var state = output.Trim();
-        return code == 0 && state.Length > 0 ? "is " + state.ToLowerInvariant() : null;
     }
 
     private static StatusJson ToJson(RunStatus s) => new(

@@ -59,7 +59,7 @@ internal static class SubmitCommand
         if (File.Exists(runDir.JournalPath))
         {
             using var journal = RunJournal.Open(runDir.JournalPath, create: false, readOnly: true);
-            if (journal.Chain().LastOrDefault(c => c.Job is not null) is { Job: { } last } && await SlurmJob.IsQueuedAsync(last, Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}")).ConfigureAwait(false))
+            if (journal.Chain().LastOrDefault(c => c.Job is not null) is { Job: { } last } && await SlurmJob.StateAsync(last, Path.Combine(Path.GetTempPath(), $"shoal-squeue-{Environment.ProcessId}")).ConfigureAwait(false) is not null)
             {
                 return Cli.Fail($"shoal submit: job {last} of this run is still queued or running (scancel {last} first, or choose another --run-dir)");
             }

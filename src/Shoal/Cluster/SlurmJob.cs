@@ -40,16 +40,18 @@ public static class SlurmJob
         return parts.Length == 2 ? (ParseLocalTime(parts[0]), ParseLimit(parts[1])) : (null, null);
     }
 
-    /// <summary>True when squeue lists the job (pending, running, completing); false when it does not or cannot say.</summary>
-    public static async Task<bool> IsQueuedAsync(string jobId, string scratch)
+    /// <summary>The job's state as squeue tells it (PENDING, RUNNING, COMPLETING...), or null when squeue no longer
+    /// lists it or cannot say.</summary>
+    public static async Task<string?> StateAsync(string jobId, string scratch)
     {
         if (ChildProcess.FindProgram("squeue") is not { } squeue)
         {
-            return false;
+            return null;
         }
 
         var (code, output) = await ChildProcess.CaptureAsync(squeue, ["-h", "-j", jobId, "-o", "%T"], scratch, CommandTimeout).ConfigureAwait(false);
-        return code == 0 && output.Trim().Length > 0;
+        var state = output.Trim();
+        return code == 0 && state.Length > 0 ? state : null;
     }
 
     /// <summary>SLURM's <c>2026-11-28T05:30:35</c> in this machine's time zone; null for NONE, Unknown, N/A.</summary>

@@ -11,6 +11,9 @@ namespace Shoal.Running;
 /// </summary>
 public sealed class RunDirectory : IDisposable
 {
+    /// <summary>ERROR_SHARING_VIOLATION: how .NET's flock emulation says the lock is taken.</summary>
+    private const int SharingViolation = unchecked((int)0x80070020);
+
     private FileStream? _lock;
 
     public RunDirectory(string path)
@@ -58,7 +61,7 @@ public sealed class RunDirectory : IDisposable
                 Acquire();
                 return;
             }
-            catch (JournalException e) when (e.InnerException is IOException { HResult: unchecked((int)0x80070020) } && DateTime.UtcNow < giveUp)
+            catch (JournalException e) when (e.InnerException is IOException { HResult: SharingViolation } && DateTime.UtcNow < giveUp)
             {
                 Thread.Sleep(500);
             }
@@ -83,7 +86,7 @@ public sealed class RunDirectory : IDisposable
             // .NET takes an flock(LOCK_EX|LOCK_NB) for FileShare.None: released by the kernel if we die.
             _lock = new FileStream(lockPath, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
         }
-        catch (IOException e) when (e.HResult == unchecked((int)0x80070020))
+        catch (IOException e) when (e.HResult == SharingViolation)
         {
             // ERROR_SHARING_VIOLATION: .NET's flock emulation found the lock taken.
             throw new JournalException($"another shoal is using the run directory {Path} (its lock {lockPath} is held); wait for it to end, or choose another --run-dir", e);

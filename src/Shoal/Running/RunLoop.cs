@@ -58,9 +58,6 @@ public sealed class RunLoop : IRunEffects
     /// <summary>Asks the run to stop (SIGINT/SIGTERM): no new starts, running tasks get TERM, then KILL after the grace.</summary>
     public void RequestStop(int signal) => _events.Writer.TryWrite(LoopEvent.Stop(signal));
 
-    /// <summary>The first task (by id) whose shape no worker can ever hold, or null.</summary>
-    public static int? FirstTooLarge(TaskList tasks, IReadOnlyList<WorkerInfo> workers) => RunState.FirstTooLarge(tasks, workers);
-
     public async Task<RunOutcome> RunAsync(CancellationToken cancellationToken = default)
     {
         var started = _time.GetTimestamp();

@@ -106,7 +106,8 @@ public sealed class RunSession : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(log);
         var tasks = settings.Tasks;
         var allocation = settings.Allocation;
-        if (RunState.FirstTooLarge(tasks, PlannedWorkers(settings)) is { } big)
+        var planned = PlannedWorkers(settings);
+        if (RunState.FirstTooLarge(tasks, planned) is { } big)
         {
             var shape = tasks.Shape(big);
             var offer = allocation is null
@@ -169,7 +170,7 @@ public sealed class RunSession : IAsyncDisposable
                     [new("SHOAL_RUN_DIR", runDir.Path)],
                     "w0-",
                     settings.SpawnerThreads);
-                loop.AddWorker(PlannedWorkers(settings)[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+                loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
                 loop.ExpectNoMoreWorkers();
             }
             else

@@ -161,7 +161,9 @@ public sealed class RunState
 
     /// <summary>How long a task of <paramref name="shapeIndex"/> is expected to run: its timeout when it has one, else
     /// the 95th percentile of what finished attempts took (null before any finished).</summary>
-    public TimeSpan? Expected(int shapeIndex) => _tasks.Shapes[shapeIndex].Timeout ?? _options.Timeout ?? _durations.Percentile(0.95);
+    public TimeSpan? Expected(int shapeIndex) => Expected(shapeIndex, _durations.Percentile(0.95));
+
+    private TimeSpan? Expected(int shapeIndex, TimeSpan? learned) => _tasks.Shapes[shapeIndex].Timeout ?? _options.Timeout ?? learned;
 
     /// <summary>After a batch of events: starts what fits (unless stopping) and publishes the counters.</summary>
     public void Settle()
@@ -250,11 +252,12 @@ public sealed class RunState
         }
 
         var left = end - _time.GetUtcNow() - _options.EndMargin;
+        var learned = _durations.Percentile(0.95); // once per settle, not once per shape
         for (var s = 0; s < _tasks.Shapes.Count; s++)
         {
             if (_scheduler.HasQueued(s))
             {
-                _scheduler.Hold(s, left <= TimeSpan.Zero || (Expected(s) ?? TimeSpan.Zero) > left);
+                _scheduler.Hold(s, left <= TimeSpan.Zero || (Expected(s, learned) ?? TimeSpan.Zero) > left);
             }
         }
 
