@@ -9,6 +9,7 @@ root.Subcommands.Add(RunCommand.Create());
 root.Subcommands.Add(SubmitCommand.Create());
 root.Subcommands.Add(CatCommand.Create());
 root.Subcommands.Add(StatusCommand.Create());
+root.Subcommands.Add(NodesCommand.Create());
 root.Subcommands.Add(ListCommand.Create());
 root.Subcommands.Add(ReportCommand.Create());
 root.Subcommands.Add(WorkerCommand.Create());

@@ -38,7 +38,7 @@ internal static class ReportCommand
             }
         }
 
-        var html = HtmlReport.Render(model, runDir.Path, journal.GetMeta("tasks.origin") ?? "?", sessions, workers, tails, DateTimeOffset.UtcNow, journal.SessionJobs(), journal.Releases());
+        var html = HtmlReport.Render(model, runDir.Path, journal.GetMeta("tasks.origin") ?? "?", sessions, workers, tails, DateTimeOffset.UtcNow, journal.SessionJobs(), journal.Releases(), journal.NodeSteps(), journal.Barriers());
         var path = parse.GetValue(Output)!;
         try
         {

@@ -29,6 +29,10 @@ internal static class RunCommand
     private static readonly Option<bool> Continue = new("--continue") { Description = "In a batch job: when the job's time runs out before the run ends, submit the same batch script again to go on (see --max-jobs)" };
     private static readonly Option<bool> KeepNodes = new("--keep-nodes") { Description = "Inside SLURM: keep every node to the end (by default a node with nothing left to run is handed back)" };
     private static readonly Option<int> MaxJobs = new("--max-jobs") { Description = "With --continue: the most jobs the chain may have", DefaultValueFactory = _ => RunSession.DefaultMaxJobs };
+    private static readonly Option<string?> NodeSetup = new("--node-setup") { Description = "Run CMD once on each node (this machine, or each node of the allocation) before its first task; a node whose setup fails gets no task (also '#SHOAL node-setup CMD' at the top of the task file)" };
+    private static readonly Option<string?> NodeTeardown = new("--node-teardown") { Description = "Run CMD once on each node after its last task: at the end, when the node is handed back, and when the run is stopped (also '#SHOAL node-teardown CMD')" };
+    private static readonly Option<string> SetupTimeout = new("--setup-timeout") { Description = "Time limit of each node's setup (it then fails)", DefaultValueFactory = _ => "10m" };
+    private static readonly Option<string> TeardownTimeout = new("--teardown-timeout") { Description = "Time limit of each node's teardown", DefaultValueFactory = _ => "2m" };
     private static readonly Option<string> Output = new("--output", "-o") { Description = "Final summary format: text or json", DefaultValueFactory = _ => "text" };
     private static readonly Argument<string[]> Arguments = new("TASKFILE | -- COMMAND") { Description = "A task file ('-' for stdin), or with --each-line/--range the command template", Arity = ArgumentArity.ZeroOrMore };
 
@@ -36,7 +40,8 @@ internal static class RunCommand
     {
         var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
         {
-            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, KeepNodes, Output, Arguments,
+            Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, KeepNodes,
+            NodeSetup, NodeTeardown, SetupTimeout, TeardownTimeout, Output, Arguments,
         };
         Output.AcceptOnlyFromAmong("text", "json");
         command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
@@ -135,6 +140,7 @@ internal static class RunCommand
             Continue = parse.GetValue(Continue),
             MaxJobs = maxJobs,
             KeepNodes = parse.GetValue(KeepNodes),
+            NodeSteps = StepPlan(parse, tasks, shell, options.Grace),
         };
         var log = (Action<string>)(message => Console.Error.WriteLine($"shoal: {message}"));
         await using var session = await RunSession.OpenAsync(settings, log).ConfigureAwait(false);
@@ -162,7 +168,11 @@ internal static class RunCommand
             display?.Stop();
         }
 
-        if (allocation is not null && session.RanOutOfWorkers && !quiet)
+        if (outcome.SetupFailedEverywhere)
+        {
+            await Console.Error.WriteLineAsync($"shoal: node setup failed on every node ({outcome.SetupFailures}); no task ran and none is marked failed. The steps: shoal nodes {session.Directory.Path}").ConfigureAwait(false);
+        }
+        else if (allocation is not null && session.RanOutOfWorkers && !quiet)
         {
             await Console.Error.WriteLineAsync("shoal: every worker was lost before the run ended; run the same command again (in a new allocation) to finish it").ConfigureAwait(false);
         }
@@ -205,8 +215,28 @@ internal static class RunCommand
         }
 
         ParseDuration(Grace.Name, parse.GetValue(Grace)!);
+        ParseDuration(SetupTimeout.Name, parse.GetValue(SetupTimeout)!);
+        ParseDuration(TeardownTimeout.Name, parse.GetValue(TeardownTimeout)!);
+        CheckStepCommand(NodeSetup, parse);
+        CheckStepCommand(NodeTeardown, parse);
         return Path.GetFullPath(parse.GetValue(RunDir) ?? defaultRunDir);
     }
+
+    /// <summary>The node steps: --node-setup/--node-teardown, else the task file's #SHOAL lines; null when none.</summary>
+    private static NodeStepPlan? StepPlan(ParseResult parse, TaskList tasks, string shell, TimeSpan grace)
+    {
+        var setup = CheckStepCommand(NodeSetup, parse) ?? tasks.NodeSetup?.Command;
+        var teardown = CheckStepCommand(NodeTeardown, parse) ?? tasks.NodeTeardown?.Command;
+        var setupTimeout = ParseDuration(SetupTimeout.Name, parse.GetValue(SetupTimeout)!);
+        var teardownTimeout = ParseDuration(TeardownTimeout.Name, parse.GetValue(TeardownTimeout)!);
+        return setup is null && teardown is null ? null : new NodeStepPlan(shell, setup, teardown, setupTimeout, teardownTimeout, grace);
+    }
+
+    private static string? CheckStepCommand(Option<string?> option, ParseResult parse) =>
+        parse.GetValue(option) is not { } command ? null
+        : command.Trim().Length == 0 ? throw new TaskInputException($"{option.Name}: the command is empty")
+        : command.Contains('\0', StringComparison.Ordinal) ? throw new TaskInputException($"{option.Name}: the command contains a NUL byte")
+        : command;
 
     private static string TimeLeft(RunSession session) =>
         session.End is { } end

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text.Json;
 using Shoal.Cluster;
+using Shoal.Execution;
 using Shoal.Journal;
 using Shoal.Reporting;
 using Shoal.Running;
@@ -104,6 +105,21 @@ internal static class StatusCommand
             o.WriteLine($"  job ends in {Duration.Format(left < TimeSpan.Zero ? TimeSpan.Zero : left)} (at {DateTimeOffset.FromUnixTimeMilliseconds(end).ToLocalTime():yyyy-MM-dd HH:mm:ss})");
         }
 
+        foreach (var step in new[] { NodeStep.Setup, NodeStep.Teardown })
+        {
+            var rows = s.NodeSteps.Where(n => n.Result.Step == step).ToList();
+            if (rows.Count > 0)
+            {
+                var bad = rows.Where(n => !n.Result.Succeeded).ToList();
+                o.WriteLine($"  node {(step == NodeStep.Setup ? "setup" : "teardown")}: {rows.Count - bad.Count} ok, {bad.Count} failed{(bad.Count == 0 ? "" : $" ({string.Join("; ", bad.Select(b => $"{b.Host}: {b.Result.Describe()}"))})")}");
+            }
+        }
+
+        if (s.Barriers.Count > 0)
+        {
+            o.WriteLine("  barriers: " + string.Join(", ", s.Barriers.Select(b => $"line {b.Line} {(b.Stopped ? "stopped the run (stop-on-failure)" : "passed")}{(b.Failed > 0 ? $" with {b.Failed} failed above" : "")} at {DateTimeOffset.FromUnixTimeMilliseconds(b.At).ToLocalTime():HH:mm:ss}")));
+        }
+
         foreach (var r in s.Releases)
         {
             o.WriteLine($"  node {r.Host} (worker {r.Worker}) {(r.Error is null ? "handed back to SLURM" : "could not be handed back: " + r.Error)} at {DateTimeOffset.FromUnixTimeMilliseconds(r.At).ToLocalTime():HH:mm:ss}");
@@ -126,11 +142,14 @@ internal static class StatusCommand
         s.RunDir, s.Origin, s.Active, s.Total, s.Done, s.Failed, s.Running, s.Interrupted, s.NotStarted,
         Math.Round(s.RecentRate, 3), Math.Round(s.OverallRate, 3), s.Eta?.TotalSeconds,
         [.. s.Workers.Select(w => new WorkerJson(w.Id, w.Host, w.Slots, w.Running, Math.Round(w.Utilisation, 4)))],
-        [.. s.LongestRunning.Select(l => new RunningJson(l.TaskId, l.Host, Math.Round(l.Elapsed.TotalSeconds, 3)))]);
+        [.. s.LongestRunning.Select(l => new RunningJson(l.TaskId, l.Host, Math.Round(l.Elapsed.TotalSeconds, 3)))],
+        [.. s.NodeSteps.Select(n => new NodeStepJson(n.Session, n.Worker, n.Host, n.Result.Step == NodeStep.Setup ? "setup" : "teardown", n.Result.Succeeded, n.Result.Status >= 0 ? n.Result.Status : null, n.Result.Status < 0 ? -n.Result.Status : null, n.Result.TimedOut, n.Result.Error, n.Result.StartUnixMs, Math.Round(n.Result.DurationMs / 1000.0, 3), n.Result.Log))]);
 }
 
 internal sealed record WorkerJson(int Id, string Host, int Slots, int Running, double Utilisation);
 
 internal sealed record RunningJson(int Id, string Host, double Seconds);
 
-internal sealed record StatusJson(string RunDir, string Origin, bool Active, int Total, int Done, int Failed, int Running, int Interrupted, int NotStarted, double RecentTasksPerSecond, double OverallTasksPerSecond, double? EtaSeconds, WorkerJson[] Workers, RunningJson[] LongestRunning);
+internal sealed record NodeStepJson(int Session, int Worker, string Host, string Step, bool Ok, int? ExitCode, int? Signal, bool TimedOut, string? Error, long Started, double DurationSeconds, string Log);
+
+internal sealed record StatusJson(string RunDir, string Origin, bool Active, int Total, int Done, int Failed, int Running, int Interrupted, int NotStarted, double RecentTasksPerSecond, double OverallTasksPerSecond, double? EtaSeconds, WorkerJson[] Workers, RunningJson[] LongestRunning, NodeStepJson[] NodeSteps);

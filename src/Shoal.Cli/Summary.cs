@@ -37,6 +37,16 @@ internal static class Summary
             output.WriteLine($"shoal: stopped by signal {o.StopSignal}; run the same command again to resume (finished tasks are not rerun)");
         }
 
+        if (o.StoppedAtBarrier is var (line, failedAbove))
+        {
+            output.WriteLine($"shoal: stopped at the barrier on line {line} (stop-on-failure): {failedAbove} task(s) above it failed; the {o.NotRun} task(s) below did not start (fix them and run again with --retry-failed)");
+        }
+
+        if (o.SetupFailures > 0 && !o.SetupFailedEverywhere)
+        {
+            output.WriteLine($"shoal: node setup failed on {o.SetupFailures} node(s); their share ran elsewhere (shoal nodes {runDir})");
+        }
+
         if (o.Failed + o.AlreadyFailed > 0)
         {
             if (o.FirstFailures.Count > 0)
@@ -73,7 +83,9 @@ internal static class Summary
             [.. o.FirstFailures.Select(f => new FailureJson(f.TaskId, f.Status >= 0 && !f.TimedOut ? f.Status : null, f.Status < 0 ? -f.Status : null, f.TimedOut))],
             o.OutOfTime,
             o.End?.ToUnixTimeSeconds(),
-            o.NextJob);
+            o.NextJob,
+            o.StoppedAtBarrier?.Line,
+            o.SetupFailures);
         output.WriteLine(JsonSerializer.Serialize(summary, ShoalJson.Default.RunSummaryJson));
     }
 }
@@ -95,7 +107,9 @@ internal sealed record RunSummaryJson(
     FailureJson[] FirstFailures,
     bool OutOfTime,
     long? JobEndUnixSeconds,
-    string? NextJob);
+    string? NextJob,
+    int? StoppedAtBarrierLine,
+    int SetupFailures);
 
 internal sealed record AttemptJson(int Id, int Attempt, string State, int? ExitCode, int? Signal, long Started, double DurationSeconds, string Host, string Command);
 

@@ -36,6 +36,11 @@ public sealed class RemoteWorker : ITaskLauncher
 
     public int Id { get; }
 
+    /// <summary>Called (on the receive loop) with the worker's teardown report, once.</summary>
+    public Action<NodeStepResult>? OnNodeStep { get; init; }
+
+    private bool _toreDown;
+
     public void Launch(LaunchRequest request) => _outbox.Writer.TryWrite(request);
 
     public void Signal(int task, int signal) => _outbox.Writer.TryWrite((task, signal));
@@ -55,6 +60,13 @@ public sealed class RemoteWorker : ITaskLauncher
                 {
                     reason = "closed the connection";
                     break;
+                }
+
+                if (f.Type == MessageType.NodeStep && !_toreDown && NodeStepMessage.Decode(f.Payload) is { Step: NodeStep.Teardown } teardown)
+                {
+                    _toreDown = true;
+                    OnNodeStep?.Invoke(teardown);
+                    continue;
                 }
 
                 if (f.Type != MessageType.Exits)

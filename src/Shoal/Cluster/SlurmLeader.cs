@@ -177,13 +177,37 @@ public sealed class SlurmLeader : IAsyncDisposable
 
     private static TimeSpan FirstWorkerTimeout { get; } = TimeSpan.FromSeconds(120);
 
+    /// <summary>What each node runs around its tasks (none by default).</summary>
+    public NodeStepPlan? Steps { get; init; }
+
+    /// <summary>Whether tasks (and node steps) get CUDA_VISIBLE_DEVICES.</summary>
+    public bool ManageGpus { get; init; }
+
+    /// <summary>Nodes whose setup failed (no task ran there) and nodes whose setup succeeded.</summary>
+    public int SetupFailures => Volatile.Read(ref _setupFailures);
+
+    private int _setupFailures;
+    private int _finishing;
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<int, PeerConnection> _settingUp = new();
+
     private async Task OnWorkerAsync(RegisterMessage register, PeerConnection connection)
     {
         var id = Interlocked.Increment(ref _nextWorker);
         var prefix = $"w{id}-{register.Host}-";
+        var steps = Steps is { Any: true } s ? s : null;
         try
         {
-            await connection.SendAsync(MessageType.Welcome, new WelcomeMessage(id, _runDir.LogDirectory(_session), prefix, _shell, _runDir.Path).Encode()).ConfigureAwait(false);
+            var welcome = new WelcomeMessage(id, _runDir.LogDirectory(_session), prefix, _shell, _runDir.Path)
+            {
+                Session = _session,
+                Setup = steps?.Setup ?? "",
+                Teardown = steps?.Teardown ?? "",
+                SetupTimeoutMs = (long)(steps?.SetupTimeout ?? TimeSpan.Zero).TotalMilliseconds,
+                TeardownTimeoutMs = (long)(steps?.TeardownTimeout ?? TimeSpan.Zero).TotalMilliseconds,
+                GraceMs = (long)(steps?.Grace ?? TimeSpan.Zero).TotalMilliseconds,
+                ManageGpus = ManageGpus,
+            };
+            await connection.SendAsync(MessageType.Welcome, welcome.Encode()).ConfigureAwait(false);
         }
         catch (Exception e) when (e is IOException or OperationCanceledException or System.Net.Sockets.SocketException)
         {
@@ -191,22 +215,129 @@ public sealed class SlurmLeader : IAsyncDisposable
             return;
         }
 
+        // From here the worker is silent only while it sets up; our heartbeats tell it we are still here.
+        connection.StartHeartbeat();
         _writer.Enqueue(j => j.AddWorker(_session, id, register.Host, register.Slots, string.Join(',', register.Gpus), prefix));
         if (!_quiet)
         {
             _log($"worker {id} on {register.Host}: {register.Slots} slots, {(register.Gpus.Length == 0 ? "no GPUs" : "GPUs " + string.Join(',', register.Gpus))}");
         }
 
-        var remote = new RemoteWorker(id, connection, _loop.ExitSink);
         var ended = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         _workers[id] = (register.Host, ended.Task);
-        _loop.AddWorker(new WorkerInfo(id, register.Host, register.Slots, register.Gpus) { Releasable = register.Host != _leaderNode }, remote);
-        var lost = await remote.RunAsync().ConfigureAwait(false);
-        ended.TrySetResult();
-        if (lost is not null)
+        try
         {
-            _log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
-            _loop.LoseWorker(id);
+            if (steps is not null)
+            {
+                _settingUp[id] = connection;
+                if (Volatile.Read(ref _finishing) != 0)
+                {
+                    await TellToFinishAsync(connection).ConfigureAwait(false); // (FinishAsync may have told it too)
+                }
+
+                var ready = await SetUpAsync(id, register.Host, connection).ConfigureAwait(false);
+                _settingUp.TryRemove(id, out _);
+                if (!ready)
+                {
+                    return;
+                }
+            }
+
+            var remote = new RemoteWorker(id, connection, _loop.ExitSink) { OnNodeStep = step => RecordStep(id, register.Host, step) };
+            _loop.AddWorker(new WorkerInfo(id, register.Host, register.Slots, register.Gpus) { Releasable = register.Host != _leaderNode }, remote);
+            var lost = await remote.RunAsync().ConfigureAwait(false);
+            if (lost is not null)
+            {
+                _log($"worker {id} on {register.Host} lost: {lost}; its running tasks go back to the queue");
+                _loop.LoseWorker(id);
+            }
+        }
+        finally
+        {
+            ended.TrySetResult();
+        }
+    }
+
+    /// <summary>Waits for the worker's setup report: true when tasks may go to it. A worker whose setup failed runs
+    /// its teardown and leaves; its report is recorded, and its connection closed.</summary>
+    private async Task<bool> SetUpAsync(int id, string host, PeerConnection connection)
+    {
+        NodeStepResult setup;
+        try
+        {
+            // A worker setting up sends heartbeats: silence still means it is gone.
+            var frame = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("closed the connection during its node setup");
+            setup = frame.Type == MessageType.NodeStep ? NodeStepMessage.Decode(frame.Payload) : throw new ProtocolException($"unexpected message type {(int)frame.Type} before its setup report");
+            if (setup.Step == NodeStep.Teardown)
+            {
+                // The run ended during its setup (FinishAsync told it to stop): it tore down and leaves.
+                RecordStep(id, host, setup);
+                await connection.DisposeAsync().ConfigureAwait(false);
+                return false;
+            }
+        }
+        catch (Exception e) when (e is ProtocolException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            _log($"worker {id} on {host} lost during its node setup: {connection.CloseReason ?? e.Message}");
+            await connection.DisposeAsync().ConfigureAwait(false);
+            return false;
+        }
+
+        if (setup.Log.Length > 0 || setup.Error is not null)
+        {
+            RecordStep(id, host, setup);
+        }
+
+        if (setup.Succeeded)
+        {
+            return true;
+        }
+
+        Interlocked.Increment(ref _setupFailures);
+        try
+        {
+            // Its teardown comes next (it ran its setup), then it closes.
+            while (await connection.ReceiveAsync().ConfigureAwait(false) is { } frame)
+            {
+                if (frame.Type == MessageType.NodeStep && NodeStepMessage.Decode(frame.Payload) is { Step: NodeStep.Teardown } teardown)
+                {
+                    RecordStep(id, host, teardown);
+                }
+            }
+        }
+        catch (Exception e) when (e is ProtocolException or IOException or OperationCanceledException or ObjectDisposedException)
+        {
+            // It is gone; what it reported is recorded.
+        }
+
+        await connection.DisposeAsync().ConfigureAwait(false);
+        return false;
+    }
+
+    private static async Task TellToFinishAsync(PeerConnection connection)
+    {
+        try
+        {
+            await connection.SendAsync(MessageType.Shutdown, ReadOnlyMemory<byte>.Empty).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or System.Net.Sockets.SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            // Gone already.
+        }
+    }
+
+    private void RecordStep(int id, string host, NodeStepResult step)
+    {
+        _writer.Enqueue(j => j.AddNodeStep(_session, id, host, step));
+        var what = step.Step == NodeStep.Setup ? "setup" : "teardown";
+        if (!step.Succeeded)
+        {
+            var last = step.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
+            _log($"node {what} failed on {host} ({step.Describe()}){(step.Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(step.Log.Length > 0 ? $" (output: {step.Log})" : "")}");
+        }
+        else if (!_quiet)
+        {
+            _log($"node {what} on {host}: {step.Describe()}");
         }
     }
 
@@ -233,9 +364,10 @@ public sealed class SlurmLeader : IAsyncDisposable
             return;
         }
 
-        if (await Task.WhenAny(w.Ended, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false) != w.Ended)
+        var wait = TimeSpan.FromSeconds(10) + TeardownWait;
+        if (await Task.WhenAny(w.Ended, Task.Delay(wait)).ConfigureAwait(false) != w.Ended)
         {
-            _log($"worker {worker} on {w.Host} did not end within 10 s of its shutdown; its node is kept");
+            _log($"worker {worker} on {w.Host} did not end within {wait.TotalSeconds:0} s of its shutdown; its node is kept");
             return;
         }
 
@@ -269,12 +401,22 @@ public sealed class SlurmLeader : IAsyncDisposable
         }
     }
 
+    /// <summary>How long a worker may take to end after its shutdown, beyond the usual: its teardown and its grace.</summary>
+    private TimeSpan TeardownWait => Steps?.Teardown is null ? TimeSpan.Zero : Steps.TeardownTimeout + Steps.Grace;
+
     /// <summary>Nodes handed back so far.</summary>
     public int Released => Volatile.Read(ref _releasedCount);
 
     /// <summary>After the loop ended (workers were told to shut down): waits for the step, then ends it.</summary>
     public async Task FinishAsync(bool waitForReleases = true)
     {
+        // Workers still setting up get no task any more: they stop their setup, tear down and leave.
+        Volatile.Write(ref _finishing, 1);
+        foreach (var connection in _settingUp.Values)
+        {
+            await TellToFinishAsync(connection).ConfigureAwait(false);
+        }
+
         if (waitForReleases)
         {
             await Task.WhenAll(_releases).ConfigureAwait(false); // after a stop, SLURM's KILL may be near: no waiting
@@ -282,6 +424,13 @@ public sealed class SlurmLeader : IAsyncDisposable
         if (_srunPid == 0)
         {
             return;
+        }
+
+        if (Steps?.Teardown is not null)
+        {
+            // The workers run their teardown after their last task, then report it and end.
+            var all = Task.WhenAll(_workers.Values.Select(w => w.Ended));
+            await Task.WhenAny(all, Task.Delay(TeardownWait + TimeSpan.FromSeconds(10))).ConfigureAwait(false);
         }
 
         if (await Task.WhenAny(_srunExit.Task, Task.Delay(TimeSpan.FromSeconds(10))).ConfigureAwait(false) != _srunExit.Task)

@@ -35,7 +35,7 @@ public static class WorkerAgent
         }
 
         await using var _ = connection.ConfigureAwait(false);
-        return await ServeAsync(connection, welcome, slots, log).ConfigureAwait(false);
+        return await ServeAsync(connection, welcome, nodeName, slots, gpus, log).ConfigureAwait(false);
     }
 
     /// <summary>Connects and passes the handshake; null (after logging why) when that failed.</summary>
@@ -86,12 +86,56 @@ public static class WorkerAgent
         }
     }
 
-    private static async Task<int> ServeAsync(PeerConnection connection, WelcomeMessage welcome, int slots, Action<string> log)
+    /// <summary>Exit code of a worker whose node setup failed (no task ran on it).</summary>
+    public const int SetupFailed = 4;
+
+    private static async Task<int> ServeAsync(PeerConnection connection, WelcomeMessage welcome, string node, int slots, IReadOnlyList<string> gpus, Action<string> log)
     {
         connection.StartHeartbeat();
+        using var nodeSession = new NodeSession(welcome.Steps, welcome.RunDir, welcome.Session, node, slots, gpus, welcome.ManageGpus, welcome.LogDirectory, welcome.LogPrefix);
+
+        // The setup runs before any task; meanwhile the leader may only stop us (a shutdown, or it is gone).
+        var firstFrame = connection.ReceiveAsync();
+        if (welcome.Steps.Any)
+        {
+            using var stopSetup = new CancellationTokenSource();
+            var setupTask = nodeSession.SetupAsync(stopSetup.Token);
+            if (await Task.WhenAny(setupTask, firstFrame).ConfigureAwait(false) != setupTask)
+            {
+                await stopSetup.CancelAsync().ConfigureAwait(false);
+                await setupTask.ConfigureAwait(false);
+                await ((Task)firstFrame).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                var shutdown = firstFrame.IsCompletedSuccessfully && firstFrame.Result is { Type: MessageType.Shutdown };
+                log(shutdown ? "the run ended during the node setup" : $"lost the leader during the node setup ({connection.CloseReason ?? "closed"})");
+                await TeardownAsync(nodeSession, shutdown ? connection : null, log).ConfigureAwait(false);
+                return shutdown ? 0 : LeaderLost;
+            }
+
+            var setup = await setupTask.ConfigureAwait(false);
+            try
+            {
+                // Always a report, also without a setup command: it says the node lock is ours, tasks may come.
+                var report = setup ?? new NodeStepResult(NodeStep.Setup, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), 0, 0, false, "", "", null);
+                await connection.SendAsync(MessageType.NodeStep, NodeStepMessage.Encode(report)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+            {
+                log($"lost the leader during the node setup ({e.Message})");
+                await TeardownAsync(nodeSession, null, log).ConfigureAwait(false);
+                return LeaderLost;
+            }
+
+            if (setup is { Succeeded: false })
+            {
+                log($"node setup failed ({setup.Describe()}); no task runs here. Its output: {setup.Log}");
+                await TeardownAsync(nodeSession, connection, log).ConfigureAwait(false);
+                return SetupFailed;
+            }
+        }
+
         var exits = Channel.CreateUnbounded<TaskExit>(new UnboundedChannelOptions { SingleReader = true });
         var launcher = new ProcessLauncher(
-            new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)),
+            new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir), new("SHOAL_NODE", node)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)),
             exit => exits.Writer.TryWrite(exit));
         var sender = Task.Run(async () =>
         {
@@ -125,9 +169,11 @@ public static class WorkerAgent
         var code = 0;
         try
         {
+            var pending = firstFrame;
             while (true)
             {
-                var frame = await connection.ReceiveAsync().ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection");
+                var frame = await (pending ?? connection.ReceiveAsync()).ConfigureAwait(false) ?? throw new ProtocolException("the leader closed the connection");
+                pending = null;
                 switch (frame.Type)
                 {
                     case MessageType.Start:
@@ -172,6 +218,37 @@ public static class WorkerAgent
             }
 
             launcher.Dispose();
+
+            // After the node's last task (also when the leader is gone: the node is cleaned up all the same).
+            await TeardownAsync(nodeSession, code == 0 ? connection : null, log).ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Runs the node's teardown (if it has one) and reports it to the leader when there is one to tell.</summary>
+    private static async Task TeardownAsync(NodeSession nodeSession, PeerConnection? leader, Action<string> log)
+    {
+        if (await nodeSession.TeardownAsync(CancellationToken.None).ConfigureAwait(false) is not { } teardown)
+        {
+            return;
+        }
+
+        if (!teardown.Succeeded)
+        {
+            log($"node teardown failed ({teardown.Describe()}). Its output: {teardown.Log}");
+        }
+
+        if (leader is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await leader.SendAsync(MessageType.NodeStep, NodeStepMessage.Encode(teardown)).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+        {
+            log($"cannot report the node teardown to the leader: {e.Message}");
         }
     }
 

@@ -8,7 +8,7 @@ namespace Shoal.Execution;
 /// any process's environment).</summary>
 public static class ChildProcess
 {
-    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit, byte[]? stdin = null, string? stdoutPath = null)
+    public static int Start(string path, IReadOnlyList<string> args, IEnumerable<KeyValuePair<string, string>> extra, IEnumerable<string> remove, Action<int, int> onExit, byte[]? stdin = null, string? stdoutPath = null, string? stderrPath = null)
     {
         ArgumentNullException.ThrowIfNull(args);
         ArgumentNullException.ThrowIfNull(onExit);
@@ -18,10 +18,11 @@ public static class ChildProcess
         var argv = new List<byte[]> { file };
         argv.AddRange(args.Select(a => Encoding.UTF8.GetBytes(a + "\0")));
         var stdout = stdoutPath is null ? null : Encoding.UTF8.GetBytes(stdoutPath + "\0");
+        var stderr = stderrPath is null ? null : Encoding.UTF8.GetBytes(stderrPath + "\0");
         int pid;
         if (stdin is null)
         {
-            pid = spawner.Spawn(file, argv, environment, [], stdout, null);
+            pid = spawner.Spawn(file, argv, environment, [], stdout, stderr);
         }
         else
         {
@@ -30,7 +31,7 @@ public static class ChildProcess
             var (read, write) = Native.Pipe();
             try
             {
-                pid = spawner.Spawn(file, argv, environment, [], stdout, null, read);
+                pid = spawner.Spawn(file, argv, environment, [], stdout, stderr, read);
                 // At most a pipe's capacity: written whole without waiting for the reader. A child that is already
                 // gone needs nothing (its exit is reported as usual).
                 _ = Native.WriteAll(write, stdin);

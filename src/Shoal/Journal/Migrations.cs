@@ -68,6 +68,33 @@ internal static class Migrations
             error TEXT,
             PRIMARY KEY(session, worker)) WITHOUT ROWID;
         """,
+
+        // 4: per-node setup and teardown (node_step: one row per step a worker ran; step 0 setup, 1 teardown; status
+        // as for attempts: exit code, or -signal; timed_out 1 when it ran past its timeout; error: it could not run at
+        // all, or was stopped) and barriers (when the run passed each #SHOAL barrier line, and how many tasks above it
+        // had failed; stopped 1: the run stopped there, stop-on-failure).
+        """
+        CREATE TABLE node_step(
+            session INTEGER NOT NULL,
+            worker INTEGER NOT NULL,
+            step INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            started INTEGER NOT NULL,
+            duration INTEGER NOT NULL,
+            status INTEGER NOT NULL,
+            timed_out INTEGER NOT NULL,
+            log TEXT NOT NULL,
+            tail TEXT NOT NULL,
+            error TEXT,
+            PRIMARY KEY(session, worker, step)) WITHOUT ROWID;
+        CREATE TABLE barrier(
+            session INTEGER NOT NULL,
+            line INTEGER NOT NULL,
+            at INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            stopped INTEGER NOT NULL,
+            PRIMARY KEY(session, line)) WITHOUT ROWID;
+        """,
     ];
 
     public static int Latest => All.Length;

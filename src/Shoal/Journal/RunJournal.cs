@@ -2,6 +2,8 @@ using System.Globalization;
 using Microsoft.Data.Sqlite;
 using SQLitePCL;
 
+using Shoal.Execution;
+
 namespace Shoal.Journal;
 
 /// <summary>
@@ -233,6 +235,82 @@ public sealed class RunJournal : IDisposable
         while (r.Read())
         {
             list.Add(new ReleaseRow(r.GetInt32(0), r.GetInt32(1), r.GetString(2), r.GetInt64(3), r.IsDBNull(4) ? null : r.GetString(4)));
+        }
+
+        return list;
+    }
+
+    /// <summary>A node's setup or teardown ran (or could not): see <see cref="NodeStepResult"/>.</summary>
+    public void AddNodeStep(int session, int worker, string host, NodeStepResult step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT OR REPLACE INTO node_step(session, worker, step, host, started, duration, status, timed_out, log, tail, error) VALUES($s, $w, $k, $h, $t, $d, $x, $o, $l, $a, $e)";
+        cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$w", worker);
+        cmd.Parameters.AddWithValue("$k", (int)step.Step);
+        cmd.Parameters.AddWithValue("$h", host);
+        cmd.Parameters.AddWithValue("$t", step.StartUnixMs);
+        cmd.Parameters.AddWithValue("$d", step.DurationMs);
+        cmd.Parameters.AddWithValue("$x", step.Status);
+        cmd.Parameters.AddWithValue("$o", step.TimedOut ? 1 : 0);
+        cmd.Parameters.AddWithValue("$l", step.Log);
+        cmd.Parameters.AddWithValue("$a", step.Tail);
+        cmd.Parameters.AddWithValue("$e", (object?)step.Error ?? DBNull.Value);
+        cmd.ExecuteNonQuery();
+    }
+
+    public sealed record NodeStepRow(int Session, int Worker, string Host, NodeStepResult Result);
+
+    /// <summary>Every node step, by session, worker and step (none in journals older than schema 4).</summary>
+    public List<NodeStepRow> NodeSteps()
+    {
+        var list = new List<NodeStepRow>();
+        if (_version < 4)
+        {
+            return list;
+        }
+
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT session, worker, step, host, started, duration, status, timed_out, log, tail, error FROM node_step ORDER BY session, worker, step";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            var result = new NodeStepResult((NodeStep)r.GetInt32(2), r.GetInt64(4), r.GetInt64(5), r.GetInt32(6), r.GetInt32(7) != 0, r.GetString(8), r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10));
+            list.Add(new NodeStepRow(r.GetInt32(0), r.GetInt32(1), r.GetString(3), result));
+        }
+
+        return list;
+    }
+
+    /// <summary>The run passed the <c>#SHOAL barrier</c> on <paramref name="line"/> (<paramref name="failed"/> tasks above it had failed).</summary>
+    public void AddBarrier(int session, int line, long atUnixMs, int failed, bool stopped)
+    {
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "INSERT OR REPLACE INTO barrier(session, line, at, failed, stopped) VALUES($s, $l, $t, $f, $x)";
+        cmd.Parameters.AddWithValue("$x", stopped ? 1 : 0);
+        cmd.Parameters.AddWithValue("$s", session);
+        cmd.Parameters.AddWithValue("$l", line);
+        cmd.Parameters.AddWithValue("$t", atUnixMs);
+        cmd.Parameters.AddWithValue("$f", failed);
+        cmd.ExecuteNonQuery();
+    }
+
+    /// <summary>Every barrier passed (or stopped at), oldest first (none in journals older than schema 4).</summary>
+    public List<(int Session, int Line, long At, int Failed, bool Stopped)> Barriers()
+    {
+        var list = new List<(int, int, long, int, bool)>();
+        if (_version < 4)
+        {
+            return list;
+        }
+
+        using var cmd = _connection.CreateCommand();
+        cmd.CommandText = "SELECT session, line, at, failed, stopped FROM barrier ORDER BY at";
+        using var r = cmd.ExecuteReader();
+        while (r.Read())
+        {
+            list.Add((r.GetInt32(0), r.GetInt32(1), r.GetInt64(2), r.GetInt32(3), r.GetInt32(4) != 0));
         }
 
         return list;

@@ -12,5 +12,6 @@ public enum MessageType : byte
     Signal = 11,
     Shutdown = 12,
     Exits = 20,
+    NodeStep = 21,
     Heartbeat = 30,
 }

@@ -38,18 +38,83 @@ public sealed record RegisterMessage(string Host, int Slots, string[] Gpus)
     }
 }
 
-/// <summary>The leader's answer: who the worker is and where its output goes.</summary>
+/// <summary>The leader's answer: who the worker is, where its output goes, and what the node runs around its tasks
+/// (empty commands: none).</summary>
 public sealed record WelcomeMessage(int WorkerId, string LogDirectory, string LogPrefix, string Shell, string RunDir)
 {
+    public int Session { get; init; } = 1;
+
+    public string Setup { get; init; } = "";
+
+    public string Teardown { get; init; } = "";
+
+    public long SetupTimeoutMs { get; init; }
+
+    public long TeardownTimeoutMs { get; init; }
+
+    public long GraceMs { get; init; }
+
+    public bool ManageGpus { get; init; }
+
+    /// <summary>The node steps of this welcome, run with <see cref="Shell"/>.</summary>
+    public NodeStepPlan Steps => new(
+        Shell,
+        Setup.Length == 0 ? null : Setup,
+        Teardown.Length == 0 ? null : Teardown,
+        TimeSpan.FromMilliseconds(SetupTimeoutMs),
+        TimeSpan.FromMilliseconds(TeardownTimeoutMs),
+        TimeSpan.FromMilliseconds(GraceMs));
+
     public ReadOnlyMemory<byte> Encode() =>
-        new PayloadWriter().Int(WorkerId).String(LogDirectory).String(LogPrefix).String(Shell).String(RunDir).Written;
+        new PayloadWriter().Int(WorkerId).String(LogDirectory).String(LogPrefix).String(Shell).String(RunDir)
+            .Int(Session).String(Setup).String(Teardown).Long(SetupTimeoutMs).Long(TeardownTimeoutMs).Long(GraceMs).Int(ManageGpus ? 1 : 0).Written;
 
     public static WelcomeMessage Decode(byte[] payload)
     {
         var r = new PayloadReader(payload);
-        var m = new WelcomeMessage(r.Int(), r.String(), r.String(), r.String(), r.String());
+        var m = new WelcomeMessage(r.Int(), r.String(), r.String(), r.String(), r.String())
+        {
+            Session = r.Int(),
+            Setup = r.String(),
+            Teardown = r.String(),
+            SetupTimeoutMs = r.Long(),
+            TeardownTimeoutMs = r.Long(),
+            GraceMs = r.Long(),
+            ManageGpus = r.Int() != 0,
+        };
         r.End();
+        if (m.SetupTimeoutMs < 0 || m.TeardownTimeoutMs < 0 || m.GraceMs < 0)
+        {
+            throw new ProtocolException("negative step timeout");
+        }
+
         return m;
+    }
+}
+
+/// <summary>A node's setup or teardown ended (worker to leader). A setup report with an empty log means no setup
+/// command ran (there is none: the worker only took its node lock).</summary>
+public static class NodeStepMessage
+{
+    public static ReadOnlyMemory<byte> Encode(NodeStepResult step)
+    {
+        ArgumentNullException.ThrowIfNull(step);
+        return new PayloadWriter().Int((int)step.Step).Long(step.StartUnixMs).Long(step.DurationMs).Int(step.Status).Int(step.TimedOut ? 1 : 0)
+            .String(step.Log).String(step.Tail).Int(step.Error is null ? 0 : 1).String(step.Error ?? "").Written;
+    }
+
+    public static NodeStepResult Decode(byte[] payload)
+    {
+        var r = new PayloadReader(payload);
+        var step = r.Int();
+        if (step is not (0 or 1))
+        {
+            throw new ProtocolException($"unknown node step {step}");
+        }
+
+        var (start, duration, status, timedOut, log, tail, hasError, error) = (r.Long(), r.Long(), r.Int(), r.Int() != 0, r.String(), r.String(), r.Int() != 0, r.String());
+        r.End();
+        return new NodeStepResult((NodeStep)step, start, Math.Max(0, duration), status, timedOut, log, tail, hasError ? error : null);
     }
 }
 

@@ -113,8 +113,14 @@ public sealed class PeerConnection : IAsyncDisposable
         }
     }
 
+    /// <summary>Starts sending heartbeats (once; later calls do nothing).</summary>
     public void StartHeartbeat()
     {
+        if (_heartbeat is not null)
+        {
+            return;
+        }
+
         _heartbeat = Task.Run(async () =>
         {
             try

@@ -16,7 +16,7 @@ public static class HtmlReport
     private const int LabelWidth = 170;
     private const int PlotWidth = 1000;
 
-    public static string Render(ReportModel model, string runDir, string origin, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyDictionary<int, string> stderrTails, DateTimeOffset generated, IReadOnlyDictionary<int, string>? sessionJobs = null, IReadOnlyList<RunJournal.ReleaseRow>? releases = null)
+    public static string Render(ReportModel model, string runDir, string origin, IReadOnlyList<RunJournal.SessionRow> sessions, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyDictionary<int, string> stderrTails, DateTimeOffset generated, IReadOnlyDictionary<int, string>? sessionJobs = null, IReadOnlyList<RunJournal.ReleaseRow>? releases = null, IReadOnlyList<RunJournal.NodeStepRow>? nodeSteps = null, IReadOnlyList<(int Session, int Line, long At, int Failed, bool Stopped)>? barriers = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(sessions);
@@ -41,10 +41,11 @@ public static class HtmlReport
         Card(h, "mean utilisation", string.Create(CultureInfo.InvariantCulture, $"{meanUse * 100:0.#}%"));
         h.Append("</section>\n");
 
-        Timeline(h, model);
+        Timeline(h, model, barriers ?? []);
         UtilisationChart(h, model);
         HistogramChart(h, model);
         Failures(h, model, workers, stderrTails);
+        Nodes(h, nodeSteps ?? []);
         Settings(h, sessions, workers, sessionJobs ?? new Dictionary<int, string>(), releases ?? []);
         h.Append("<script>").Append(Script).Append("</script>\n</body></html>\n");
         return h.ToString();
@@ -53,7 +54,7 @@ public static class HtmlReport
     private static void Card(StringBuilder h, string label, string value, string cls = "") =>
         h.Append("<div class=\"card ").Append(cls).Append("\"><div class=\"v\">").Append(E(value)).Append("</div><div class=\"l\">").Append(E(label)).Append("</div></div>");
 
-    private static void Timeline(StringBuilder h, ReportModel m)
+    private static void Timeline(StringBuilder h, ReportModel m, IReadOnlyList<(int Session, int Line, long At, int Failed, bool Stopped)> barriers)
     {
         var rows = Math.Max(1, m.Lanes.Count);
         var rowHeight = Math.Clamp(560 / rows, 2, 16);
@@ -63,6 +64,7 @@ public static class HtmlReport
         h.Append("<section id=\"timeline\"><h2>Timeline of slots</h2><p class=\"note\">")
          .Append(m.Detailed ? "One bar per attempt (hover for the task). " : $"{m.Attempts:N0} attempts: each row shows its busy fraction in {ReportModel.Buckets} time buckets. ")
          .Append("Pale red is idle slot time.")
+         .Append(barriers.Count > 0 ? " Dashed lines: #SHOAL barrier lines passed (slots idle just before one wait for the last tasks above it)." : "")
          .Append(m.LanesOmitted > 0 ? $" {m.LanesOmitted} further slots not drawn." : "")
          .Append("</p><svg id=\"timeline-svg\" width=\"").Append(LabelWidth + PlotWidth + 10).Append("\" height=\"").Append(height).Append("\" role=\"img\">");
         for (var i = 0; i < m.Lanes.Count; i++)
@@ -90,8 +92,33 @@ public static class HtmlReport
             }
         }
 
+        foreach (var b in barriers.Where(b => b.At >= m.StartMs && b.At <= m.EndMs))
+        {
+            var x = X(b.At);
+            h.Append(Invariant($"<line class=\"barrier\" x1=\"{x:0.##}\" x2=\"{x:0.##}\" y1=\"0\" y2=\"{rows * rowHeight}\"><title>barrier on line {b.Line}{(b.Stopped ? ", the run stopped here (stop-on-failure)" : " passed")}{(b.Failed > 0 ? $", {b.Failed} failed above" : "")}</title></line>"));
+        }
+
         Axis(h, m, rows * rowHeight);
         h.Append("</svg></section>\n");
+    }
+
+    private static void Nodes(StringBuilder h, IReadOnlyList<RunJournal.NodeStepRow> steps)
+    {
+        if (steps.Count == 0)
+        {
+            return;
+        }
+
+        h.Append("<section id=\"nodes\"><h2>Nodes</h2><p class=\"note\">Each node's setup (before its first task) and teardown (after its last).</p><table><tr><th>session</th><th>worker</th><th>host</th><th>step</th><th>result</th><th>started</th><th>output</th></tr>");
+        foreach (var s in steps)
+        {
+            h.Append("<tr><td>").Append(s.Session).Append("</td><td>").Append(s.Worker).Append("</td><td>").Append(E(s.Host)).Append("</td><td>")
+             .Append(s.Result.Step == Execution.NodeStep.Setup ? "setup" : "teardown").Append("</td><td class=\"").Append(s.Result.Succeeded ? "ok" : "bad").Append("\">").Append(E(s.Result.Describe()))
+             .Append("</td><td>").Append(E(Time(s.Result.StartUnixMs))).Append("</td><td><code>").Append(E(s.Result.Log)).Append("</code>")
+             .Append(s.Result.Succeeded || s.Result.Tail.Length == 0 ? "" : "<pre>" + E(s.Result.Tail) + "</pre>").Append("</td></tr>");
+        }
+
+        h.Append("</table></section>\n");
     }
 
     private static void Axis(StringBuilder h, ReportModel m, int y)
@@ -214,7 +241,7 @@ public static class HtmlReport
         h1{margin:0 0 4px;font-size:22px}h2{font-size:17px;margin:28px 0 4px}.sub,.note{color:#5b6475;margin:2px 0 8px}
         .cards{display:flex;flex-wrap:wrap;gap:10px;margin-top:16px}.card{border:1px solid #d8dde6;border-radius:8px;padding:8px 14px;min-width:90px}
         .card .v{font-size:20px;font-weight:600}.card .l{color:#5b6475;font-size:12px}.card.ok .v{color:#1f7a3a}.card.bad .v{color:#b3261e}
-        svg{display:block;max-width:100%;height:auto}rect.idle{fill:#f6dede}rect.task.ok,rect.bucket{fill:#2f6fde}rect.task.bad{fill:#c62828}
+        svg{display:block;max-width:100%;height:auto}rect.idle{fill:#f6dede}rect.task.ok,rect.bucket{fill:#2f6fde}rect.task.bad{fill:#c62828}line.barrier{stroke:#333;stroke-width:1.5;stroke-dasharray:4 3}td.bad{color:#c62828}
         rect.task.int{fill:#f0a500}rect.task.run{fill:#7aa7f5}rect.bin{fill:#2f6fde}polygon.use{fill:#2f6fde;fill-opacity:.75}
         text.lane{font-size:10px;text-anchor:end;fill:#5b6475}text.axis{font-size:11px;text-anchor:middle;fill:#5b6475}line.tick{stroke:#c9ced8;stroke-width:1}
         table{border-collapse:collapse;margin-top:6px}td,th{border:1px solid #d8dde6;padding:4px 8px;text-align:left;vertical-align:top}

@@ -31,6 +31,12 @@ public sealed record RunStatus(
     /// <summary>Nodes the latest session handed back to SLURM.</summary>
     public IReadOnlyList<RunJournal.ReleaseRow> Releases { get; init; } = [];
 
+    /// <summary>The latest session's node setups and teardowns.</summary>
+    public IReadOnlyList<RunJournal.NodeStepRow> NodeSteps { get; init; } = [];
+
+    /// <summary>The barriers the latest session passed (or stopped at): line, when, failures above it.</summary>
+    public IReadOnlyList<(int Line, long At, int Failed, bool Stopped)> Barriers { get; init; } = [];
+
     public static readonly TimeSpan RecentWindow = TimeSpan.FromSeconds(60);
 
     public static RunStatus Read(RunJournal journal, string runDir, bool active, long nowUnixMs)
@@ -76,6 +82,8 @@ public sealed record RunStatus(
             Chain = journal.Chain(),
             SessionJobs = journal.SessionJobs(),
             Releases = session is null ? [] : [.. journal.Releases().Where(r => r.Session == session.Id)],
+            NodeSteps = session is null ? [] : [.. journal.NodeSteps().Where(r => r.Session == session.Id)],
+            Barriers = session is null ? [] : [.. journal.Barriers().Where(b => b.Session == session.Id).Select(b => (b.Line, b.At, b.Failed, b.Stopped))],
         };
     }
 }

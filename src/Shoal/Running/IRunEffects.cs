@@ -21,4 +21,8 @@ public interface IRunEffects
 
     /// <summary>The worker is idle and nothing left can run on it: close it and hand its node back to SLURM.</summary>
     void ReleaseWorker(int worker);
+
+    /// <summary>The run passed (or, <paramref name="stopped"/>, stopped at) the <c>#SHOAL barrier</c> on
+    /// <paramref name="line"/>, with <paramref name="failed"/> tasks above it failed.</summary>
+    void PassedBarrier(int line, int failed, bool stopped);
 }

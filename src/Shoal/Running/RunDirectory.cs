@@ -12,7 +12,7 @@ namespace Shoal.Running;
 public sealed class RunDirectory : IDisposable
 {
     /// <summary>ERROR_SHARING_VIOLATION: how .NET's flock emulation says the lock is taken.</summary>
-    private const int SharingViolation = unchecked((int)0x80070020);
+    internal const int SharingViolation = unchecked((int)0x80070020);
 
     private FileStream? _lock;
 

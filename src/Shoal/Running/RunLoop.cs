@@ -15,6 +15,9 @@ public sealed class RunLoop : IRunEffects
     private readonly RunState _state;
     private readonly JournalWriter _journal;
     private readonly TimeProvider _time;
+    private readonly int _session;
+    private readonly Lock _joinGate = new();
+    private bool _over;
     private readonly Channel<LoopEvent> _events = Channel.CreateUnbounded<LoopEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<int, ITaskLauncher> _launchers = [];
 
@@ -24,6 +27,7 @@ public sealed class RunLoop : IRunEffects
         ArgumentNullException.ThrowIfNull(journal);
         _journal = writer;
         _time = time;
+        _session = options.Session;
         _state = new RunState(tasks, options, this, time);
         journal.MarkRunningInterrupted();
         journal.ReadLatest(_state.Recall);
@@ -43,7 +47,20 @@ public sealed class RunLoop : IRunEffects
     public bool RanOutOfWorkers => _state.RanOutOfWorkers;
 
     /// <summary>A worker joins (any thread): its slots and GPUs become schedulable, started tasks go to its launcher.</summary>
-    public void AddWorker(WorkerInfo worker, ITaskLauncher launcher) => _events.Writer.TryWrite(LoopEvent.Joined(worker, launcher));
+    public void AddWorker(WorkerInfo worker, ITaskLauncher launcher)
+    {
+        ArgumentNullException.ThrowIfNull(launcher);
+        lock (_joinGate)
+        {
+            if (!_over)
+            {
+                _events.Writer.TryWrite(LoopEvent.Joined(worker, launcher));
+                return;
+            }
+        }
+
+        launcher.Dispose(); // the run is over: the worker is told to finish at once (it tears down and leaves)
+    }
 
     /// <summary>A worker is gone (any thread): its running tasks are recorded as interrupted and queued again.</summary>
     public void LoseWorker(int workerId) => _events.Writer.TryWrite(LoopEvent.Lost(workerId));
@@ -84,6 +101,19 @@ public sealed class RunLoop : IRunEffects
         }
         finally
         {
+            lock (_joinGate)
+            {
+                _over = true; // later joins are sent away by AddWorker itself
+            }
+
+            while (_events.Reader.TryRead(out var late))
+            {
+                if (late.Kind == LoopEventKind.Joined)
+                {
+                    _launchers[late.Worker!.Id] = late.Launcher!; // joined as the run ended: told to finish below
+                }
+            }
+
             foreach (var launcher in _launchers.Values)
             {
                 launcher.Dispose();
@@ -140,6 +170,12 @@ public sealed class RunLoop : IRunEffects
     }
 
     void IRunEffects.Record(AttemptRecord record) => _journal.Record(record);
+
+    void IRunEffects.PassedBarrier(int line, int failed, bool stopped)
+    {
+        var at = _time.GetUtcNow().ToUnixTimeMilliseconds();
+        _journal.Enqueue(j => j.AddBarrier(_session, line, at, failed, stopped));
+    }
 
     /// <summary>Called (on the loop) when a worker is released: the cluster hands its node back.</summary>
     public Action<int>? OnRelease { get; set; }

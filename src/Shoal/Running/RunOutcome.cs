@@ -29,6 +29,15 @@ public sealed record RunOutcome(
     /// <summary>When the allocation ends, if known.</summary>
     public DateTimeOffset? End { get; init; }
 
+    /// <summary>Where the run stopped at a <c>#SHOAL barrier stop-on-failure</c>: its line and the failures above it.</summary>
+    public (int Line, int Failed)? StoppedAtBarrier { get; init; }
+
+    /// <summary>Nodes whose setup failed (no task ran on them).</summary>
+    public int SetupFailures { get; init; }
+
+    /// <summary>True when no node passed its setup: the tasks did not run (they are not failed).</summary>
+    public bool SetupFailedEverywhere { get; init; }
+
     /// <summary>The job submitted to go on with the run (--continue), if one was.</summary>
     public string? NextJob { get; init; }
 

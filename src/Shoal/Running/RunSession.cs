@@ -42,6 +42,9 @@ public sealed record RunSettings(TaskList Tasks, string RunDirectory, RunOptions
 
     /// <summary>--max-jobs: the most jobs a chain may have.</summary>
     public int MaxJobs { get; init; } = RunSession.DefaultMaxJobs;
+
+    /// <summary>What each node runs before its first task and after its last (null: nothing).</summary>
+    public NodeStepPlan? NodeSteps { get; init; }
 }
 
 /// <summary>
@@ -63,6 +66,11 @@ public sealed class RunSession : IAsyncDisposable
     private DateTimeOffset? _stoppedAt;
     private TimeSpan? _limit;
     private Action<string>? _log;
+    private NodeSession? _localNode;
+    private Action? _localJoin;
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly CancellationTokenSource _hurry = new();
+    private int _stopRequests;
 
     /// <summary>How many jobs a chain may have without --max-jobs.</summary>
     public const int DefaultMaxJobs = 20;
@@ -161,24 +169,36 @@ public sealed class RunSession : IAsyncDisposable
             var loop = new RunLoop(tasks, options, journal, writer, TimeProvider.System);
             loop.SetEnd(end);
             SlurmLeader? cluster = null;
+            NodeSession? localNode = null;
+            Action? localJoin = null;
+            var steps = settings.NodeSteps is { Any: true } plan ? plan : null;
             if (allocation is null)
             {
                 var launcherOptions = new ProcessLauncherOptions(
                     settings.Shell,
                     runDir.LogDirectory(session),
                     settings.Slots,
-                    [new("SHOAL_RUN_DIR", runDir.Path)],
+                    [new("SHOAL_RUN_DIR", runDir.Path), new("SHOAL_NODE", NodeName())],
                     "w0-",
                     settings.SpawnerThreads);
-                loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
-                loop.ExpectNoMoreWorkers();
+                if (steps is null)
+                {
+                    loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+                    loop.ExpectNoMoreWorkers();
+                }
+                else
+                {
+                    // The machine joins once its setup has passed (RunAsync).
+                    localNode = new NodeSession(steps, runDir.Path, session, NodeName(), settings.Slots, settings.Gpus, options.ManageGpus, runDir.LogDirectory(session), "w0-");
+                    localJoin = () => loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+                }
             }
             else
             {
-                cluster = new SlurmLeader(allocation, loop, writer, runDir, session, settings.Shell, settings.Quiet);
+                cluster = new SlurmLeader(allocation, loop, writer, runDir, session, settings.Shell, settings.Quiet) { Steps = steps, ManageGpus = options.ManageGpus };
             }
 
-            return new RunSession(settings with { Options = options }, runDir, journal, writer, loop, cluster, session) { _end = end, _limit = limit };
+            return new RunSession(settings with { Options = options }, runDir, journal, writer, loop, cluster, session) { _end = end, _limit = limit, _localNode = localNode, _localJoin = localJoin };
         }
         catch
         {
@@ -209,7 +229,19 @@ public sealed class RunSession : IAsyncDisposable
     {
         _stoppedAt ??= DateTimeOffset.UtcNow;
         _loop.RequestStop(signal);
+        try
+        {
+            // A node setup in progress here ends too; asked twice, so does the teardown.
+            (Interlocked.Increment(ref _stopRequests) == 1 ? _stopping : _hurry).Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The session is over.
+        }
     }
+
+    /// <summary>This machine's name for SHOAL_NODE: SLURM's name for it inside a job, else its host name.</summary>
+    private static string NodeName() => Environment.GetEnvironmentVariable("SLURMD_NODENAME") is { Length: > 0 } node ? node : Environment.MachineName;
 
     /// <summary>Runs to the end: starts the workers, runs the loop, waits for the workers' step, closes the journal
     /// (throws <see cref="JournalException"/> when it could not be written) and ends the session; with
@@ -220,13 +252,46 @@ public sealed class RunSession : IAsyncDisposable
         _log = log;
         _cluster?.Start();
         var refresh = _settings.JobId is not null && _settings.JobEnd is null ? RefreshEndAsync(_refresh.Token) : Task.CompletedTask;
+        var setupFailures = 0;
+        if (_localNode is not null)
+        {
+            var setup = await _localNode.SetupAsync(_stopping.Token).ConfigureAwait(false);
+            if (setup is not null)
+            {
+                RecordStep(setup, log);
+            }
+
+            if (setup is null || setup.Succeeded)
+            {
+                _localJoin!();
+            }
+            else if (!_stopping.IsCancellationRequested)
+            {
+                setupFailures++;
+            }
+
+            _loop.ExpectNoMoreWorkers();
+        }
+
         var outcome = await _loop.RunAsync(CancellationToken.None).ConfigureAwait(false);
         await _refresh.CancelAsync().ConfigureAwait(false);
         await refresh.ConfigureAwait(false);
+        if (_localNode is not null && await _localNode.TeardownAsync(_hurry.Token).ConfigureAwait(false) is { } teardown)
+        {
+            RecordStep(teardown, log);
+        }
+
         if (_cluster is not null)
         {
             await _cluster.FinishAsync(waitForReleases: outcome.StopSignal == 0).ConfigureAwait(false);
+            setupFailures = _cluster.SetupFailures;
         }
+
+        outcome = outcome with
+        {
+            SetupFailures = setupFailures,
+            SetupFailedEverywhere = setupFailures > 0 && _loop.RanOutOfWorkers && outcome.Succeeded + outcome.Failed + outcome.Interrupted == 0,
+        };
 
         _writer.Complete();
         var why = outcome.StopSignal != 0 ? $"stopped by signal {outcome.StopSignal}" : outcome.OutOfTime ? "out of time, exit 75" : $"finished, exit {outcome.ExitCode}";
@@ -237,6 +302,23 @@ public sealed class RunSession : IAsyncDisposable
         }
 
         return outcome;
+    }
+
+    /// <summary>Records this machine's setup or teardown and tells of a failure.</summary>
+    private void RecordStep(NodeStepResult step, Action<string> log)
+    {
+        var host = Environment.MachineName;
+        _writer.Enqueue(j => j.AddNodeStep(_session, 0, host, step));
+        var what = step.Step == NodeStep.Setup ? "setup" : "teardown";
+        if (!step.Succeeded && step.Error != NodeStepResult.Stopped)
+        {
+            var last = step.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
+            log($"node {what} failed on {host} ({step.Describe()}){(step.Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(step.Log.Length > 0 ? $" (output: {step.Log})" : "")}");
+        }
+        else if (!_settings.Quiet)
+        {
+            log($"node {what} on {host}: {step.Describe()}");
+        }
     }
 
     /// <summary>Why the run does not go on in a next job, or null when it does.</summary>
@@ -421,6 +503,7 @@ public sealed class RunSession : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         _refresh.Dispose();
+        _localNode?.Dispose();
         if (_cluster is not null)
         {
             await _cluster.DisposeAsync().ConfigureAwait(false);
@@ -429,6 +512,8 @@ public sealed class RunSession : IAsyncDisposable
         _writer.Dispose();
         _journal.Dispose();
         _runDir.Dispose();
+        _stopping.Dispose();
+        _hurry.Dispose();
     }
 
     /// <summary>Refuses a journal made for other tasks: results must never be attributed to the wrong command.

@@ -51,6 +51,13 @@ public sealed class RunState
     private DateTimeOffset? _end;
     private bool _outOfTime;
 
+    // Barriers split the tasks into phases of consecutive indexes: only the current phase's tasks are queued.
+    private readonly int[] _phaseStarts;
+    private readonly int[] _laterPending;
+    private int _phase = -1;
+    private int _phaseOpen;
+    private int _failedSoFar;
+
     /// <summary>A task killed by one of these signals shortly before our own stop request arrived was most likely
     /// killed by the same stop (SLURM's time limit sends TERM to every process of the job at once).</summary>
     private static readonly TimeSpan StopRace = TimeSpan.FromSeconds(2);
@@ -70,7 +77,15 @@ public sealed class RunState
         _state = new byte[tasks.Count];
         _attempt = new int[tasks.Count];
         _failures = new byte[tasks.Count];
+        _phaseStarts = [0, .. tasks.Barriers.Select(b => b.Before), tasks.Count];
+        _laterPending = new int[tasks.Shapes.Count];
     }
+
+    /// <summary>Where the run stopped at a <c>#SHOAL barrier stop-on-failure</c> (its line, and how many tasks above
+    /// it failed), or null.</summary>
+    public (int Line, int Failed)? StoppedAtBarrier { get; private set; }
+
+    private int PhaseCount => _phaseStarts.Length - 1;
 
     public RunProgress Progress { get; private set; } = new(0, 0, 0, 0);
 
@@ -124,31 +139,105 @@ public sealed class RunState
         };
     }
 
-    /// <summary>Queues every task not finished before.</summary>
+    /// <summary>Queues every task not finished before (up to the first <c>#SHOAL barrier</c> with tasks left above it).</summary>
     public void Begin()
     {
         Progress = new RunProgress(_tasks.Count, _state.Count(s => s == DoneBefore), _state.Count(s => s == FailedBefore), _time.GetTimestamp());
-        var perShape = new int[_tasks.Shapes.Count];
         for (var i = 0; i < _tasks.Count; i++)
         {
             if (_state[i] == Pending)
             {
-                perShape[_tasks.ShapeIndex(i)]++;
+                _laterPending[_tasks.ShapeIndex(i)]++;
             }
         }
 
-        for (var s = 0; s < perShape.Length; s++)
+        for (var s = 0; s < _laterPending.Length; s++)
         {
-            _scheduler.Reserve(s, perShape[s]);
+            _scheduler.Reserve(s, _laterPending[s]);
         }
 
-        for (var i = 0; i < _tasks.Count; i++)
+        EnterNextPhase(recordPassage: false);
+    }
+
+    /// <summary>Queues the next phase's tasks not finished before; a phase with none left passes its barrier at once.</summary>
+    private void EnterNextPhase(bool recordPassage)
+    {
+        while (++_phase < PhaseCount)
         {
-            if (_state[i] == Pending)
+            _phaseOpen = 0;
+            for (var i = _phaseStarts[_phase]; i < _phaseStarts[_phase + 1]; i++)
             {
-                _state[i] = Queued;
-                _scheduler.Enqueue(i, _tasks.ShapeIndex(i));
+                if (_state[i] == Pending)
+                {
+                    _state[i] = Queued;
+                    _laterPending[_tasks.ShapeIndex(i)]--;
+                    _scheduler.Enqueue(i, _tasks.ShapeIndex(i));
+                    _phaseOpen++;
+                }
+                else if (_state[i] == FailedBefore)
+                {
+                    _failedSoFar++;
+                }
             }
+
+            if (_phaseOpen > 0 || !PassBarrier(recordPassage))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>The current phase has ended: passes the barrier below it, or stops there (stop-on-failure after a
+    /// failure above). False when the run goes no further (stopped there, or it was the last phase).</summary>
+    private bool PassBarrier(bool record)
+    {
+        if (_phase >= _tasks.Barriers.Count)
+        {
+            return false;
+        }
+
+        var barrier = _tasks.Barriers[_phase];
+        var stop = barrier.StopOnFailure && _failedSoFar > 0;
+        if (record || stop)
+        {
+            _effects.PassedBarrier(barrier.Line, _failedSoFar, stop);
+        }
+
+        if (stop)
+        {
+            StoppedAtBarrier = (barrier.Line, _failedSoFar);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>A task of the current phase ended for good (succeeded, or failed after its retries).</summary>
+    private void Ended(int task, bool failed)
+    {
+        if (_phase >= PhaseCount || task < _phaseStarts[_phase] || task >= _phaseStarts[_phase + 1])
+        {
+            return;
+        }
+
+        if (failed)
+        {
+            _failedSoFar++;
+        }
+
+        if (--_phaseOpen == 0 && _stopSignal == 0 && PassBarrier(record: true))
+        {
+            EnterNextPhase(recordPassage: true);
+        }
+    }
+
+    /// <summary>A task counted as ended goes back to pending (its failure was our stop's doing).</summary>
+    private void Reopened(int task)
+    {
+        if (_phase < PhaseCount && task >= _phaseStarts[_phase] && task < _phaseStarts[_phase + 1])
+        {
+            _phaseOpen++;
+            _failedSoFar--;
         }
     }
 
@@ -201,6 +290,7 @@ public sealed class RunState
             SpawnError = _spawnError,
             OutOfTime = _outOfTime && _stopSignal == 0 && notRun > 0,
             End = _end,
+            StoppedAtBarrier = StoppedAtBarrier,
         };
     }
 
@@ -221,7 +311,7 @@ public sealed class RunState
         List<int>? release = null;
         foreach (var worker in _releasable)
         {
-            if (_scheduler.IsIdle(worker) && !_scheduler.AnyQueuedFor(worker))
+            if (_scheduler.IsIdle(worker) && !_scheduler.AnyQueuedFor(worker) && !AnyLaterFor(worker))
             {
                 (release ??= []).Add(worker);
             }
@@ -236,6 +326,20 @@ public sealed class RunState
             Released++;
             _effects.ReleaseWorker(worker);
         }
+    }
+
+    /// <summary>True when a task of a later phase (below a barrier not passed yet) could run on the worker.</summary>
+    private bool AnyLaterFor(int worker)
+    {
+        for (var s = 0; s < _laterPending.Length; s++)
+        {
+            if (_laterPending[s] > 0 && _scheduler.CouldEverFit(worker, _tasks.Shapes[s]))
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Workers whose nodes were handed back.</summary>
@@ -378,6 +482,7 @@ public sealed class RunState
             case AttemptState.Succeeded:
                 _state[task] = Succeeded;
                 _succeeded++;
+                Ended(task, failed: false);
                 break;
             case AttemptState.Interrupted:
                 _state[task] = Pending;
@@ -403,6 +508,8 @@ public sealed class RunState
                     {
                         _firstFailures.Add((_tasks.Id(task), status, state == AttemptState.TimedOut));
                     }
+
+                    Ended(task, failed: true);
                 }
 
                 break;
@@ -593,6 +700,7 @@ public sealed class RunState
                     _failed--;
                     _firstFailures.RemoveAll(f => f.Item1 == death.Record.TaskId);
                     _state[task] = Pending;
+                    Reopened(task);
                     break;
                 case Queued:
                     _failures[task]--;

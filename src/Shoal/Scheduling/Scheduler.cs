@@ -113,6 +113,9 @@ public sealed class Scheduler
         return false;
     }
 
+    /// <summary>True when the worker is large enough for the shape, busy or not.</summary>
+    public bool CouldEverFit(int id, TaskShape shape) => _byId.GetValueOrDefault(id) is { } w && w.CouldEverFit(shape.Cpus, shape.Gpus);
+
     /// <summary>True when a queued task of the shape waits.</summary>
     public bool HasQueued(int shapeIndex) => _queues[shapeIndex].Count > 0;
 

@@ -34,6 +34,15 @@ public sealed class TaskList
         }
     }
 
+    /// <summary>The <c>#SHOAL barrier</c> lines of a task file, in order.</summary>
+    public IReadOnlyList<TaskBarrier> Barriers { get; init; } = [];
+
+    /// <summary>The task file's <c>#SHOAL node-setup</c> line, if any.</summary>
+    public NodeStepCommand? NodeSetup { get; init; }
+
+    /// <summary>The task file's <c>#SHOAL node-teardown</c> line, if any.</summary>
+    public NodeStepCommand? NodeTeardown { get; init; }
+
     /// <summary>Where the tasks came from, for messages: a path, "stdin", or "--range 1-10".</summary>
     public string Origin { get; }
 
@@ -140,3 +149,11 @@ public sealed class TaskList
         return Convert.ToHexStringLower(hash.GetHashAndReset());
     }
 }
+
+/// <summary>A <c>#SHOAL barrier</c> on <paramref name="Line"/>: no task from index <paramref name="Before"/> on starts
+/// until every task before it has ended; with <paramref name="StopOnFailure"/>, the run stops there if one failed.</summary>
+public sealed record TaskBarrier(int Line, int Before, bool StopOnFailure);
+
+/// <summary>A command run once per node (<c>#SHOAL node-setup</c> / <c>node-teardown</c>), and the line it came from
+/// (0: the command line).</summary>
+public sealed record NodeStepCommand(string Command, int Line);

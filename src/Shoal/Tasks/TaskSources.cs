@@ -29,6 +29,9 @@ public static class TaskSources
         var shapes = new List<TaskShape> { TaskShape.Default };
         TaskShape? pending = null;
         var pendingLine = 0;
+        var barriers = new List<TaskBarrier>();
+        NodeStepCommand? setup = null;
+        NodeStepCommand? teardown = null;
 
         foreach (var (lineNumber, start, length) in Lines(content))
         {
@@ -43,12 +46,41 @@ public static class TaskSources
             {
                 if (trimmed.StartsWith("#SHOAL"u8) && (trimmed.Length == 6 || trimmed[6] is (byte)' ' or (byte)'\t'))
                 {
+                    var text = Decode(trimmed, origin, lineNumber);
+                    var keyword = FirstWord(text);
+                    if (keyword is "barrier" or "node-setup" or "node-teardown")
+                    {
+                        if (pending is not null)
+                        {
+                            throw new TaskInputException($"{origin}:{pendingLine}: #SHOAL directive is followed by '#SHOAL {keyword}' on line {lineNumber}, not by a command; a task's settings go right above it");
+                        }
+
+                        if (keyword == "barrier")
+                        {
+                            barriers.Add(new TaskBarrier(lineNumber, starts.Count, ParseBarrier(text, origin, lineNumber)));
+                        }
+                        else
+                        {
+                            var step = ParseNodeStep(text, keyword, origin, lineNumber, starts.Count, keyword == "node-setup" ? setup : teardown);
+                            if (keyword == "node-setup")
+                            {
+                                setup = step;
+                            }
+                            else
+                            {
+                                teardown = step;
+                            }
+                        }
+
+                        continue;
+                    }
+
                     if (pending is not null)
                     {
                         throw new TaskInputException($"{origin}:{pendingLine}: #SHOAL directive is followed by another directive on line {lineNumber}, not by a command; put all settings of a task on one #SHOAL line");
                     }
 
-                    pending = ParseDirective(Decode(trimmed, origin, lineNumber), origin, lineNumber);
+                    pending = ParseDirective(text, origin, lineNumber);
                     pendingLine = lineNumber;
                 }
 
@@ -96,7 +128,12 @@ public static class TaskSources
         }
 
         var idArray = ids.ToArray();
-        return new TaskList(origin, content, [.. starts], [.. lengths], idArray, [.. shapeIndex], shapes, idArray);
+        return new TaskList(origin, content, [.. starts], [.. lengths], idArray, [.. shapeIndex], shapes, idArray)
+        {
+            Barriers = barriers,
+            NodeSetup = setup,
+            NodeTeardown = teardown,
+        };
     }
 
     /// <summary><c>--each-line ARGS -- CMD {}</c>: one task per non-blank line of ARGS, <c>{}</c> replaced by the line, shell-quoted.</summary>
@@ -208,6 +245,54 @@ public static class TaskSources
         return Encoding.UTF8.GetString(line);
     }
 
+    private static string FirstWord(string directive)
+    {
+        var rest = directive.AsSpan(DirectivePrefix.Length).TrimStart(" \t");
+        var end = rest.IndexOfAny(' ', '\t');
+        return (end < 0 ? rest : rest[..end]).ToString();
+    }
+
+    /// <summary><c>#SHOAL barrier [stop-on-failure]</c>: true when the run stops at it after a failure above.</summary>
+    private static bool ParseBarrier(string line, string origin, int lineNumber)
+    {
+        var words = line[DirectivePrefix.Length..].Split([' ', '\t'], StringSplitOptions.RemoveEmptyEntries);
+        var stopOnFailure = false;
+        foreach (var word in words.Skip(1))
+        {
+            if (word != "stop-on-failure")
+            {
+                throw new TaskInputException($"{origin}:{lineNumber}: unknown barrier option '{word}' (known: stop-on-failure)");
+            }
+
+            stopOnFailure = true;
+        }
+
+        return stopOnFailure;
+    }
+
+    /// <summary><c>#SHOAL node-setup CMD</c> / <c>#SHOAL node-teardown CMD</c>: the rest of the line is the command;
+    /// only at the top of the file (before the first task), once each.</summary>
+    private static NodeStepCommand ParseNodeStep(string line, string keyword, string origin, int lineNumber, int tasksSoFar, NodeStepCommand? earlier)
+    {
+        var command = line.AsSpan(DirectivePrefix.Length).TrimStart(" \t")[keyword.Length..].Trim(" \t").ToString();
+        if (command.Length == 0)
+        {
+            throw new TaskInputException($"{origin}:{lineNumber}: #SHOAL {keyword} needs a command, e.g. '#SHOAL {keyword} ./{(keyword == "node-setup" ? "stage-data" : "clean-up")}.sh'");
+        }
+
+        if (tasksSoFar > 0)
+        {
+            throw new TaskInputException($"{origin}:{lineNumber}: #SHOAL {keyword} must come before the first task (it runs once per node, not per task)");
+        }
+
+        if (earlier is not null)
+        {
+            throw new TaskInputException($"{origin}:{lineNumber}: a second #SHOAL {keyword} (the first is on line {earlier.Line}); put the steps in one command or a script");
+        }
+
+        return new NodeStepCommand(command, lineNumber);
+    }
+
     internal static TaskShape ParseDirective(string line, string origin, int lineNumber)
     {
         var cpus = 1;
@@ -246,7 +331,7 @@ public static class TaskSources
                     timeout = t;
                     break;
                 default:
-                    throw new TaskInputException($"{origin}:{lineNumber}: unknown #SHOAL setting '{key}' (known: cpus, gpus, timeout)");
+                    throw new TaskInputException($"{origin}:{lineNumber}: unknown #SHOAL setting '{key}' (known: cpus, gpus, timeout; and lines of their own: barrier, node-setup, node-teardown)");
             }
         }
 

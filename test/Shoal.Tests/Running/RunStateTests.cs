@@ -303,6 +303,86 @@ public sealed class RunStateTests
         Assert.InRange(estimate.Percentile(0.5)!.Value.TotalMilliseconds, 5000, 5000 * 1.1);
     }
 
+    [Fact]
+    public void Barrier_NothingBelowStartsUntilEverythingAboveEnded_Retries_Included()
+    {
+        var state = Build("a\nb\nc\n#SHOAL barrier\nd\ne\n", new RunOptions { Retries = 1 }, slots: 4);
+        state.Settle();
+        Assert.Equal([0, 1, 2], _effects.Launched.Select(l => l.Request.Task)); // free slots stay idle: d waits
+        Finish(state, 0);
+        Finish(state, 1, exitCode: 3); // retried: not ended yet
+        Assert.Equal([0, 1, 2, 1], _effects.Launched.Select(l => l.Request.Task));
+        Finish(state, 2);
+        Assert.DoesNotContain(_effects.Launched, l => l.Request.Task >= 3);
+        Assert.Empty(_effects.Barriers);
+        Finish(state, 1, exitCode: 3); // failed for good: the phase has ended
+        Assert.Equal([(4, 1, false)], _effects.Barriers);
+        Assert.Equal([3, 4], _effects.Launched.Skip(4).Select(l => l.Request.Task));
+        Finish(state, 3);
+        Finish(state, 4);
+        Assert.True(state.Finished);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((4, 1, 0, 1), (outcome.Succeeded, outcome.Failed, outcome.NotRun, outcome.ExitCode));
+        Assert.Null(outcome.StoppedAtBarrier);
+    }
+
+    [Fact]
+    public void BarrierStopOnFailure_AFailureAnywhereAbove_StopsTheRun_BelowNotRun()
+    {
+        var state = Build("a\n#SHOAL barrier\nb\n#SHOAL barrier stop-on-failure\nc\nd\n", slots: 4);
+        state.Settle();
+        Finish(state, 0, exitCode: 1); // fails in the first phase; the plain barrier lets the run go on
+        Assert.Equal([0, 1], _effects.Launched.Select(l => l.Request.Task));
+        Finish(state, 1);
+        Assert.True(state.Finished);
+        Assert.Equal(2, _effects.Launched.Count);
+        Assert.Equal([(2, 1, false), (4, 1, true)], _effects.Barriers);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((4, 1), outcome.StoppedAtBarrier);
+        Assert.Equal((1, 1, 2, 1), (outcome.Succeeded, outcome.Failed, outcome.NotRun, outcome.ExitCode));
+    }
+
+    [Fact]
+    public void Barrier_OnResume_WhatEndedBeforeCounts_AFailureBeforeStopsAtStopOnFailure()
+    {
+        var state = Build("a\nb\n#SHOAL barrier\nc\n", slots: 2, history: s =>
+        {
+            s.Recall(1, 1, AttemptState.Succeeded, 10);
+            s.Recall(2, 1, AttemptState.Interrupted, 0);
+        });
+        state.Settle();
+        Assert.Equal([1], _effects.Launched.Select(l => l.Request.Task)); // b runs again first; c waits for it
+        Finish(state, 1);
+        Assert.Equal([1, 2], _effects.Launched.Select(l => l.Request.Task));
+
+        var second = new Effects();
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes("a\n#SHOAL barrier stop-on-failure\nc\n"), "t");
+        var resumed = new RunState(tasks, new RunOptions(), second, _time);
+        resumed.Recall(1, 1, AttemptState.Failed, 10);
+        resumed.Begin();
+        resumed.Join(new WorkerInfo(0, "h", 2, []));
+        resumed.NoMoreWorkers();
+        resumed.Settle();
+        Assert.Empty(second.Launched);
+        Assert.True(resumed.Finished);
+        Assert.Equal((2, 1), resumed.Outcome(TimeSpan.Zero).StoppedAtBarrier);
+    }
+
+    [Fact]
+    public void Barrier_IdleNodeAtAPhaseTail_IsNotHandedBack_WhileALaterPhaseNeedsIt()
+    {
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes("sleep 9\n#SHOAL barrier\na\nb\nc\n"), "t");
+        var state = new RunState(tasks, new RunOptions { ReleaseIdleWorkers = true }, _effects, _time);
+        state.Begin();
+        state.Join(new WorkerInfo(1, "n1", 1, []) { Releasable = true });
+        state.Join(new WorkerInfo(2, "n2", 1, []) { Releasable = true });
+        state.Settle();
+        state.Settle();
+        Assert.Empty(_effects.Released); // n2 is idle, but the tasks below the barrier will need it
+        Finish(state, 0);
+        Assert.Equal(3, _effects.Launched.Count);
+    }
+
     private sealed class Effects : IRunEffects
     {
         public List<(int Worker, LaunchRequest Request)> Launched { get; } = [];
@@ -324,5 +404,9 @@ public sealed class RunStateTests
         public List<int> Released { get; } = [];
 
         public void ReleaseWorker(int worker) => Released.Add(worker);
+
+        public List<(int Line, int Failed, bool Stopped)> Barriers { get; } = [];
+
+        public void PassedBarrier(int line, int failed, bool stopped) => Barriers.Add((line, failed, stopped));
     }
 }

@@ -38,6 +38,13 @@ public class TaskSourcesTests
     [InlineData("#SHOAL\necho", "tasks.txt:1: #SHOAL without settings")]
     [InlineData("#SHOAL cpus\necho", "tasks.txt:1: 'cpus' is not KEY=VALUE")]
     [InlineData("echo ok\necho a\0b", "tasks.txt:2: the line contains a NUL byte")]
+    [InlineData("echo a\n#SHOAL barrier foo\necho b", "tasks.txt:2: unknown barrier option 'foo' (known: stop-on-failure)")]
+    [InlineData("echo a\n#SHOAL barrier stop-on-failure=yes\necho b", "tasks.txt:2: unknown barrier option 'stop-on-failure=yes'")]
+    [InlineData("#SHOAL node-setup\necho", "tasks.txt:1: #SHOAL node-setup needs a command")]
+    [InlineData("#SHOAL node-teardown   \necho", "tasks.txt:1: #SHOAL node-teardown needs a command")]
+    [InlineData("echo a\n#SHOAL node-setup ./stage.sh\necho b", "tasks.txt:2: #SHOAL node-setup must come before the first task")]
+    [InlineData("#SHOAL node-setup a\n#SHOAL node-setup b\necho", "tasks.txt:2: a second #SHOAL node-setup (the first is on line 1)")]
+    [InlineData("#SHOAL cpus=2\n#SHOAL barrier\necho", "tasks.txt:1: #SHOAL directive is followed by '#SHOAL barrier' on line 2")]
     public void FromTaskFile_BadLine_NamesFileLineAndProblem(string text, string expected)
     {
         var e = Assert.Throws<TaskInputException>(() => Parse(text));
@@ -138,5 +145,29 @@ public class TaskSourcesTests
         Assert.NotEqual(before.Fingerprint(2), edited.Fingerprint(2));
         Assert.NotEqual(before.Fingerprint(2), appended.Fingerprint(3));
         Assert.NotEqual(before.Fingerprint(2), resized.Fingerprint(2));
+    }
+
+    [Fact]
+    public void FromTaskFile_Barriers_SplitTheTasks_IdsStayLineNumbers()
+    {
+        var tasks = Parse("#SHOAL barrier\necho a\necho b\n#SHOAL barrier\n#SHOAL cpus=2\necho c\n#SHOAL   barrier\tstop-on-failure\necho d\n#SHOAL barrier\n");
+
+        Assert.Equal([2, 3, 6, 8], Enumerable.Range(0, tasks.Count).Select(tasks.Id));
+        Assert.Equal(
+            [new TaskBarrier(1, 0, false), new TaskBarrier(4, 2, false), new TaskBarrier(7, 3, true), new TaskBarrier(9, 4, false)],
+            tasks.Barriers);
+        Assert.Equal(2, tasks.Shape(2).Cpus);
+    }
+
+    [Fact]
+    public void FromTaskFile_NodeSteps_TheRestOfTheLine_BeforeTheFirstTask()
+    {
+        var tasks = Parse("# stage the data\n#SHOAL node-setup  cp -r /data \"$TMPDIR/x y\" && echo ok  \n#SHOAL node-teardown rm -rf $TMPDIR/x\necho a\n");
+
+        Assert.Equal(new NodeStepCommand("cp -r /data \"$TMPDIR/x y\" && echo ok", 2), tasks.NodeSetup);
+        Assert.Equal(new NodeStepCommand("rm -rf $TMPDIR/x", 3), tasks.NodeTeardown);
+        Assert.Equal(1, tasks.Count);
+        Assert.Equal(4, tasks.Id(0));
+        Assert.Null(Parse("echo a\n").NodeSetup);
     }
 }
