@@ -1,8 +1,7 @@
 using System.Globalization;
 using Microsoft.Data.Sqlite;
-using SQLitePCL;
-
 using Shoal.Execution;
+using SQLitePCL;
 
 namespace Shoal.Journal;
 
