@@ -215,8 +215,8 @@ internal static class RunCommand
         }
 
         ParseDuration(Grace.Name, parse.GetValue(Grace)!);
-        ParseDuration(SetupTimeout.Name, parse.GetValue(SetupTimeout)!);
-        ParseDuration(TeardownTimeout.Name, parse.GetValue(TeardownTimeout)!);
+        ParseStepTimeout(SetupTimeout, parse);
+        ParseStepTimeout(TeardownTimeout, parse);
         CheckStepCommand(NodeSetup, parse);
         CheckStepCommand(NodeTeardown, parse);
         return Path.GetFullPath(parse.GetValue(RunDir) ?? defaultRunDir);
@@ -227,15 +227,23 @@ internal static class RunCommand
     {
         var setup = CheckStepCommand(NodeSetup, parse) ?? tasks.NodeSetup?.Command;
         var teardown = CheckStepCommand(NodeTeardown, parse) ?? tasks.NodeTeardown?.Command;
-        var setupTimeout = ParseDuration(SetupTimeout.Name, parse.GetValue(SetupTimeout)!);
-        var teardownTimeout = ParseDuration(TeardownTimeout.Name, parse.GetValue(TeardownTimeout)!);
+        var setupTimeout = ParseStepTimeout(SetupTimeout, parse);
+        var teardownTimeout = ParseStepTimeout(TeardownTimeout, parse);
         return setup is null && teardown is null ? null : new NodeStepPlan(shell, setup, teardown, setupTimeout, teardownTimeout, grace);
+    }
+
+    private static TimeSpan ParseStepTimeout(Option<string> option, ParseResult parse)
+    {
+        var value = parse.GetValue(option)!;
+        var timeout = ParseDuration(option.Name, value);
+        return timeout <= NodeSteps.MaxTimeout ? timeout : throw new TaskInputException($"{option.Name} '{value}' is longer than {Duration.Format(NodeSteps.MaxTimeout)}");
     }
 
     private static string? CheckStepCommand(Option<string?> option, ParseResult parse) =>
         parse.GetValue(option) is not { } command ? null
         : command.Trim().Length == 0 ? throw new TaskInputException($"{option.Name}: the command is empty")
         : command.Contains('\0', StringComparison.Ordinal) ? throw new TaskInputException($"{option.Name}: the command contains a NUL byte")
+        : System.Text.Encoding.UTF8.GetByteCount(command) >= TaskSources.MaxCommandBytes ? throw new TaskInputException($"{option.Name}: the command is over {TaskSources.MaxCommandBytes - 1:N0} bytes long (put long scripts in a file)")
         : command;
 
     private static string TimeLeft(RunSession session) =>

@@ -110,8 +110,9 @@ internal static class StatusCommand
             var rows = s.NodeSteps.Where(n => n.Result.Step == step).ToList();
             if (rows.Count > 0)
             {
-                var bad = rows.Where(n => !n.Result.Succeeded).ToList();
-                o.WriteLine($"  node {(step == NodeStep.Setup ? "setup" : "teardown")}: {rows.Count - bad.Count} ok, {bad.Count} failed{(bad.Count == 0 ? "" : $" ({string.Join("; ", bad.Select(b => $"{b.Host}: {b.Result.Describe()}"))})")}");
+                var bad = rows.Where(n => !n.Result.Succeeded && n.Result.Error != NodeStepResult.Stopped).ToList();
+                var stopped = rows.Count(n => n.Result.Error == NodeStepResult.Stopped);
+                o.WriteLine($"  node {(step == NodeStep.Setup ? "setup" : "teardown")}: {rows.Count - bad.Count - stopped} ok, {bad.Count} failed{(stopped > 0 ? $", {stopped} stopped by the run's stop" : "")}{(bad.Count == 0 ? "" : $" ({string.Join("; ", bad.Select(b => $"{b.Host}: {b.Result.Describe()}"))})")}");
             }
         }
 

@@ -39,7 +39,7 @@ internal static class Summary
 
         if (o.StoppedAtBarrier is var (line, failedAbove))
         {
-            output.WriteLine($"shoal: stopped at the barrier on line {line} (stop-on-failure): {failedAbove} task(s) above it failed; the {o.NotRun} task(s) below did not start (fix them and run again with --retry-failed)");
+            output.WriteLine($"shoal: stopped at the barrier on line {line} (stop-on-failure): {failedAbove} task(s) above it failed{(o.NotRun > 0 ? $"; the {o.NotRun} task(s) below did not start" : "")} (fix them and run again with --retry-failed)");
         }
 
         if (o.SetupFailures > 0 && !o.SetupFailedEverywhere)

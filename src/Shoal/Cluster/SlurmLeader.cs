@@ -187,6 +187,10 @@ public sealed class SlurmLeader : IAsyncDisposable
     public int SetupFailures => Volatile.Read(ref _setupFailures);
 
     private int _setupFailures;
+    private int _setupsPassed;
+
+    /// <summary>Nodes whose setup passed.</summary>
+    public int SetupsPassed => Volatile.Read(ref _setupsPassed);
     private int _finishing;
     private readonly System.Collections.Concurrent.ConcurrentDictionary<int, PeerConnection> _settingUp = new();
 
@@ -278,7 +282,11 @@ public sealed class SlurmLeader : IAsyncDisposable
         }
         catch (Exception e) when (e is ProtocolException or IOException or OperationCanceledException or ObjectDisposedException)
         {
-            _log($"worker {id} on {host} lost during its node setup: {connection.CloseReason ?? e.Message}");
+            if (Volatile.Read(ref _finishing) == 0)
+            {
+                _log($"worker {id} on {host} lost during its node setup: {connection.CloseReason ?? e.Message}");
+            }
+
             await connection.DisposeAsync().ConfigureAwait(false);
             return false;
         }
@@ -290,10 +298,15 @@ public sealed class SlurmLeader : IAsyncDisposable
 
         if (setup.Succeeded)
         {
+            Interlocked.Increment(ref _setupsPassed);
             return true;
         }
 
-        Interlocked.Increment(ref _setupFailures);
+        if (setup.Error != NodeStepResult.Stopped)
+        {
+            Interlocked.Increment(ref _setupFailures);
+        }
+
         try
         {
             // Its teardown comes next (it ran its setup), then it closes.
@@ -330,7 +343,11 @@ public sealed class SlurmLeader : IAsyncDisposable
     {
         _writer.Enqueue(j => j.AddNodeStep(_session, id, host, step));
         var what = step.Step == NodeStep.Setup ? "setup" : "teardown";
-        if (!step.Succeeded)
+        if (step.Error == NodeStepResult.Stopped)
+        {
+            _log($"node {what} on {host} stopped: the run ended");
+        }
+        else if (!step.Succeeded)
         {
             var last = step.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
             _log($"node {what} failed on {host} ({step.Describe()}){(step.Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(step.Log.Length > 0 ? $" (output: {step.Log})" : "")}");
@@ -402,7 +419,7 @@ public sealed class SlurmLeader : IAsyncDisposable
     }
 
     /// <summary>How long a worker may take to end after its shutdown, beyond the usual: its teardown and its grace.</summary>
-    private TimeSpan TeardownWait => Steps?.Teardown is null ? TimeSpan.Zero : Steps.TeardownTimeout + Steps.Grace;
+    private TimeSpan TeardownWait => Steps is not { Any: true } steps ? TimeSpan.Zero : NodeSteps.Bounded((steps.Teardown is null ? TimeSpan.Zero : steps.TeardownTimeout) + (3 * steps.Grace));
 
     /// <summary>Nodes handed back so far.</summary>
     public int Released => Volatile.Read(ref _releasedCount);
@@ -426,9 +443,10 @@ public sealed class SlurmLeader : IAsyncDisposable
             return;
         }
 
-        if (Steps?.Teardown is not null)
+        if (Steps is { Any: true })
         {
-            // The workers run their teardown after their last task, then report it and end.
+            // The workers run their teardown after their last task (one stopped in its setup first stops that),
+            // then report it and end: their reports must reach the journal before it closes.
             var all = Task.WhenAll(_workers.Values.Select(w => w.Ended));
             await Task.WhenAny(all, Task.Delay(TeardownWait + TimeSpan.FromSeconds(10))).ConfigureAwait(false);
         }

@@ -22,8 +22,9 @@ public static class WorkerAgent
     /// <summary>Enough for a challenge (two 32-byte values and their lengths).</summary>
     private const int MaxChallengeFrame = 1024;
 
-    /// <summary>Enough for a welcome (an id and four paths).</summary>
-    private const int MaxWelcomeFrame = 64 << 10;
+    /// <summary>Enough for a welcome: an id, four paths, and the node setup and teardown commands (each below
+    /// 128 KiB, <see cref="Tasks.TaskSources.MaxCommandBytes"/>).</summary>
+    internal const int MaxWelcomeFrame = (2 * Tasks.TaskSources.MaxCommandBytes) + (64 << 10);
 
     public static async Task<int> RunAsync(string host, int port, byte[] secret, string nodeName, int slots, IReadOnlyList<string> gpus, Action<string> log, CancellationToken cancellationToken)
     {
@@ -103,15 +104,32 @@ public static class WorkerAgent
             if (await Task.WhenAny(setupTask, firstFrame).ConfigureAwait(false) != setupTask)
             {
                 await stopSetup.CancelAsync().ConfigureAwait(false);
-                await setupTask.ConfigureAwait(false);
+                var cut = await setupTask.ConfigureAwait(false);
                 await ((Task)firstFrame).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                 var shutdown = firstFrame.IsCompletedSuccessfully && firstFrame.Result is { Type: MessageType.Shutdown };
                 log(shutdown ? "the run ended during the node setup" : $"lost the leader during the node setup ({connection.CloseReason ?? "closed"})");
+                if (shutdown && cut is not null)
+                {
+                    try
+                    {
+                        await connection.SendAsync(MessageType.NodeStep, NodeStepMessage.Encode(cut)).ConfigureAwait(false); // "stopped"
+                    }
+                    catch (Exception e) when (e is IOException or SocketException or OperationCanceledException or ObjectDisposedException)
+                    {
+                        // The leader is gone too; the teardown below runs all the same.
+                    }
+                }
+
                 await TeardownAsync(nodeSession, shutdown ? connection : null, log).ConfigureAwait(false);
                 return shutdown ? 0 : LeaderLost;
             }
 
             var setup = await setupTask.ConfigureAwait(false);
+            if (nodeSession.LeftoversEnded > 0)
+            {
+                log($"ended {nodeSession.LeftoversEnded} process(es) that node steps of an earlier, killed session left running here");
+            }
+
             try
             {
                 // Always a report, also without a setup command: it says the node lock is ours, tasks may come.

@@ -53,16 +53,38 @@ public static class Leftovers
     /// one of them. TERM to each one's process group, up to <paramref name="grace"/> to exit, then KILL. Returns the
     /// task ids whose processes were found.
     /// </summary>
-    public static IReadOnlyList<int> EndTasksOf(string runDir, TimeSpan grace)
+    public static IReadOnlyList<int> EndTasksOf(string runDir, TimeSpan grace) =>
+        End(
+            env => env.TryGetValue("SHOAL_RUN_DIR", out var dir) && dir == runDir
+                && env.TryGetValue("SHOAL_TASK_ID", out var id) && int.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var task) ? task : null,
+            grace);
+
+    /// <summary>Ends what a node setup or teardown of an earlier session of the run left running on
+    /// <paramref name="node"/> (the step itself, when its shoal was killed, or a daemon it started): found by the
+    /// <c>SHOAL_RUN_DIR</c>, <c>SHOAL_NODE</c>, <c>SHOAL_STEP</c> and <c>SHOAL_SESSION</c> they started with. Returns
+    /// their pids.</summary>
+    public static IReadOnlyList<int> EndStepsOf(string runDir, string node, int session, TimeSpan grace)
+    {
+        var current = session.ToString(CultureInfo.InvariantCulture);
+        return End(
+            env => env.TryGetValue("SHOAL_RUN_DIR", out var dir) && dir == runDir && env.ContainsKey("SHOAL_STEP")
+                && env.TryGetValue("SHOAL_NODE", out var n) && n == node
+                && env.TryGetValue("SHOAL_SESSION", out var s) && s != current ? 0 : null,
+            grace);
+    }
+
+    /// <summary>TERM to each process that <paramref name="match"/> picks (by its initial environment, so a reused pid
+    /// is never taken for it) and to its process group, up to <paramref name="grace"/> to exit, then KILL. Returns
+    /// the distinct keys <paramref name="match"/> gave, or the pids when every key is 0.</summary>
+    private static IReadOnlyList<int> End(Func<Dictionary<string, string>, int?> match, TimeSpan grace)
     {
         var ownGroup = Native.GetPgrp();
-        var found = new List<(int Pid, int Group, int Task)>();
+        var found = new List<(int Pid, int Group, int Key)>();
         foreach (var pid in Pids())
         {
-            if (InitialEnvironment(pid) is { } env && env.TryGetValue("SHOAL_RUN_DIR", out var dir) && dir == runDir
-                && env.TryGetValue("SHOAL_TASK_ID", out var id) && int.TryParse(id, NumberStyles.None, CultureInfo.InvariantCulture, out var task))
+            if (pid != Environment.ProcessId && InitialEnvironment(pid) is { } env && match(env) is { } key)
             {
-                found.Add((pid, ProcessGroup(pid), task));
+                found.Add((pid, ProcessGroup(pid), key));
             }
         }
 
@@ -102,7 +124,7 @@ public static class Leftovers
             }
         }
 
-        return [.. found.Select(f => f.Task).Distinct().Order()];
+        return found.All(f => f.Key == 0) ? [.. found.Select(f => f.Pid).Order()] : [.. found.Select(f => f.Key).Distinct().Order()];
     }
 
     /// <summary>True when the process no longer runs (gone, or a zombie waiting for its parent).</summary>

@@ -24,7 +24,7 @@ public sealed record NodeStepResult(NodeStep Step, long StartUnixMs, long Durati
     {
         var took = string.Create(CultureInfo.InvariantCulture, $"{DurationMs / 1000.0:0.0}s");
         return Error is not null ? (Error == Stopped ? "stopped" : $"error: {Error}")
-            : TimedOut ? $"timed out {Tasks.Duration.Format(TimeSpan.FromMilliseconds(DurationMs))}"
+            : TimedOut ? $"timed out after {took}"
             : Status == 0 ? $"ok {took}"
             : Status < 0 ? $"signal {-Status} {took}"
             : $"exit {Status} {took}";
@@ -56,6 +56,12 @@ public static class NodeSteps
     private static readonly string[] NotInherited = ["SHOAL_TASK_ID", "SHOAL_ATTEMPT", "SHOAL_SECRET", "OMP_NUM_THREADS"];
 
     private const int TailBytes = 2000;
+
+    /// <summary>The longest step timeout (and the longest wait anything here does): a week.</summary>
+    public static readonly TimeSpan MaxTimeout = TimeSpan.FromDays(7);
+
+    /// <summary><paramref name="wait"/>, at most <see cref="MaxTimeout"/> (Task.Delay refuses more than 49 days).</summary>
+    public static TimeSpan Bounded(TimeSpan wait) => wait > MaxTimeout ? MaxTimeout : wait < TimeSpan.Zero ? TimeSpan.Zero : wait;
 
     /// <summary>The variables a step sees (besides the worker's own): the node, its slots and GPUs, the run.</summary>
     public static List<KeyValuePair<string, string>> Environment(NodeStep step, string node, int slots, IReadOnlyList<string> gpus, bool manageGpus, string runDir, int session)
@@ -108,13 +114,13 @@ public static class NodeSteps
         var stopped = false;
         using (var cut = CancellationTokenSource.CreateLinkedTokenSource(stop))
         {
-            var waitEnd = Task.Delay(timeout, cut.Token);
+            var waitEnd = Task.Delay(Bounded(timeout), cut.Token);
             if (await Task.WhenAny(exit.Task, waitEnd).ConfigureAwait(false) != exit.Task)
             {
                 stopped = stop.IsCancellationRequested;
                 timedOut = !stopped;
                 ChildProcess.Signal(pid, Native.SIGTERM);
-                if (await Task.WhenAny(exit.Task, Task.Delay(grace, CancellationToken.None)).ConfigureAwait(false) != exit.Task)
+                if (await Task.WhenAny(exit.Task, Task.Delay(Bounded(grace), CancellationToken.None)).ConfigureAwait(false) != exit.Task)
                 {
                     ChildProcess.Signal(pid, Native.SIGKILL);
                 }
@@ -209,6 +215,9 @@ public sealed class NodeSession(NodeStepPlan plan, string runDir, int session, s
 
     public string Node => node;
 
+    /// <summary>Processes of an earlier session's steps found still running here and ended before the setup.</summary>
+    public int LeftoversEnded { get; private set; }
+
     /// <summary>Takes the node lock and runs the setup. Returns null when there is nothing to run (no setup
     /// command, lock taken); else its result, which says whether tasks may run here.</summary>
     public async Task<NodeStepResult?> SetupAsync(CancellationToken stop)
@@ -227,6 +236,15 @@ public sealed class NodeSession(NodeStepPlan plan, string runDir, int session, s
 
         _lock = taken;
         _began = true;
+
+        // The lock is ours, but a step of an earlier session whose shoal was killed (or a daemon it started) may
+        // still run here: the kernel dropped that shoal's lock, not its children. End them first.
+        var left = await Task.Run(() => Leftovers.EndStepsOf(runDir, node, session, plan.Grace), CancellationToken.None).ConfigureAwait(false);
+        if (left.Count > 0)
+        {
+            LeftoversEnded = left.Count;
+        }
+
         return plan.Setup is { } command ? await RunAsync(NodeStep.Setup, command, stop).ConfigureAwait(false) : null;
     }
 

@@ -253,6 +253,7 @@ public sealed class RunSession : IAsyncDisposable
         _cluster?.Start();
         var refresh = _settings.JobId is not null && _settings.JobEnd is null ? RefreshEndAsync(_refresh.Token) : Task.CompletedTask;
         var setupFailures = 0;
+        var setupsPassed = 0;
         if (_localNode is not null)
         {
             var setup = await _localNode.SetupAsync(_stopping.Token).ConfigureAwait(false);
@@ -261,8 +262,14 @@ public sealed class RunSession : IAsyncDisposable
                 RecordStep(setup, log);
             }
 
+            if (_localNode.LeftoversEnded > 0)
+            {
+                log($"ended {_localNode.LeftoversEnded} process(es) that node steps of an earlier, killed session left running here");
+            }
+
             if (setup is null || setup.Succeeded)
             {
+                setupsPassed++;
                 _localJoin!();
             }
             else if (!_stopping.IsCancellationRequested)
@@ -285,12 +292,13 @@ public sealed class RunSession : IAsyncDisposable
         {
             await _cluster.FinishAsync(waitForReleases: outcome.StopSignal == 0).ConfigureAwait(false);
             setupFailures = _cluster.SetupFailures;
+            setupsPassed = _cluster.SetupsPassed;
         }
 
         outcome = outcome with
         {
             SetupFailures = setupFailures,
-            SetupFailedEverywhere = setupFailures > 0 && _loop.RanOutOfWorkers && outcome.Succeeded + outcome.Failed + outcome.Interrupted == 0,
+            SetupFailedEverywhere = setupFailures > 0 && setupsPassed == 0 && _loop.RanOutOfWorkers,
         };
 
         _writer.Complete();
@@ -307,7 +315,7 @@ public sealed class RunSession : IAsyncDisposable
     /// <summary>Records this machine's setup or teardown and tells of a failure.</summary>
     private void RecordStep(NodeStepResult step, Action<string> log)
     {
-        var host = Environment.MachineName;
+        var host = NodeName();
         _writer.Enqueue(j => j.AddNodeStep(_session, 0, host, step));
         var what = step.Step == NodeStep.Setup ? "setup" : "teardown";
         if (!step.Succeeded && step.Error != NodeStepResult.Stopped)

@@ -57,6 +57,7 @@ public sealed class RunState
     private int _phase = -1;
     private int _phaseOpen;
     private int _failedSoFar;
+    private bool _barrierWaits;
 
     /// <summary>A task killed by one of these signals shortly before our own stop request arrived was most likely
     /// killed by the same stop (SLURM's time limit sends TERM to every process of the job at once).</summary>
@@ -225,16 +226,30 @@ public sealed class RunState
             _failedSoFar++;
         }
 
-        if (--_phaseOpen == 0 && _stopSignal == 0 && PassBarrier(record: true))
+        if (--_phaseOpen == 0 && _stopSignal == 0)
+        {
+            TryPassBarrier();
+        }
+    }
+
+    /// <summary>The current phase has ended: pass its barrier, unless one of its tasks died of TERM/INT/HUP/KILL
+    /// less than <see cref="StopRace"/> ago (SLURM's time limit may be killing the job: a stop would make that death
+    /// an interruption, and the task must run before anything below). Then <see cref="Tick"/> tries again.</summary>
+    private void TryPassBarrier()
+    {
+        _barrierWaits = _recentDeaths.Any(d => InPhase(d.Task));
+        if (!_barrierWaits && PassBarrier(record: true))
         {
             EnterNextPhase(recordPassage: true);
         }
     }
 
+    private bool InPhase(int task) => _phase < PhaseCount && task >= _phaseStarts[_phase] && task < _phaseStarts[_phase + 1];
+
     /// <summary>A task counted as ended goes back to pending (its failure was our stop's doing).</summary>
     private void Reopened(int task)
     {
-        if (_phase < PhaseCount && task >= _phaseStarts[_phase] && task < _phaseStarts[_phase + 1])
+        if (InPhase(task))
         {
             _phaseOpen++;
             _failedSoFar--;
@@ -294,8 +309,11 @@ public sealed class RunState
         };
     }
 
-    /// <summary>Nothing runs and nothing more will start: the run is over.</summary>
-    public bool Finished => _running.Count == 0 && (_scheduler.Queued == 0 || _stopSignal != 0 || _noMoreStarts || _outOfTime || (!_expectingWorkers && _workers.Count == 0));
+    /// <summary>Nothing runs and nothing more will start: the run is over.
+    /// A task that died of TERM/INT/HUP/KILL in the last <see cref="StopRace"/> keeps the run open that long: the stop
+    /// that killed it may be on its way, and it would make that death an interruption (rerun on resume).</summary>
+    public bool Finished => _running.Count == 0 && (_stopSignal != 0 || _recentDeaths.Count == 0)
+        && ((_scheduler.Queued == 0 && !_barrierWaits) || _stopSignal != 0 || _noMoreStarts || _outOfTime || (!_expectingWorkers && _workers.Count == 0));
 
     /// <summary>Hands back every releasable worker that runs nothing and that no queued task can use any more (the
     /// queue is empty, or what is left can never fit it): at a run's tail, nodes stop being charged while the last
@@ -603,6 +621,10 @@ public sealed class RunState
         }
 
         _recentDeaths.RemoveAll(d => _time.GetElapsedTime(d.At, now) > StopRace);
+        if (_barrierWaits && _stopSignal == 0 && _phaseOpen == 0)
+        {
+            TryPassBarrier();
+        }
         if (now >= _stopKillAt)
         {
             _stopKillAt = long.MaxValue;

@@ -280,6 +280,11 @@ public static class TaskSources
             throw new TaskInputException($"{origin}:{lineNumber}: #SHOAL {keyword} needs a command, e.g. '#SHOAL {keyword} ./{(keyword == "node-setup" ? "stage-data" : "clean-up")}.sh'");
         }
 
+        if (Encoding.UTF8.GetByteCount(command) >= MaxCommandBytes)
+        {
+            throw new TaskInputException($"{origin}:{lineNumber}: the #SHOAL {keyword} command is over {MaxCommandBytes - 1:N0} bytes long (put long scripts in a file)");
+        }
+
         if (tasksSoFar > 0)
         {
             throw new TaskInputException($"{origin}:{lineNumber}: #SHOAL {keyword} must come before the first task (it runs once per node, not per task)");

@@ -508,5 +508,57 @@ public sealed class NodeStepsAndBarrierTests : IDisposable
         Assert.False(File.Exists(_dir.File("ran.1")));
     }
 
+    [Fact]
+    public async Task KillNineDuringTheSetup_TheResumeEndsTheOldSetupBeforeItsOwn_NeverTwoAtOnce()
+    {
+        // The kernel drops a killed shoal's node lock, not its setup (a process group of its own): the resume must
+        // end that setup before starting its own.
+        const string setup = "echo \"B $SHOAL_SESSION $(date +%s%N)\" >> steps; sleep 6.0123; echo \"E $SHOAL_SESSION $(date +%s%N)\" >> steps";
+        _dir.Write("tasks.txt", "touch ran.1\n");
+        using (var p = ShoalBinary.Start(_dir.Path, ["run", "tasks.txt", "--node-setup", setup, "-q"]))
+        {
+            await Eventually.True(() => File.Exists(_dir.File("steps")), "the first setup began");
+            p.Kill();
+            await p.WaitForExitAsync();
+        }
+
+        Assert.True(OldSetupRuns(), "the killed shoal's setup still runs");
+        var r = await ShoalBinary.RunAsync(_dir.Path, ["run", "tasks.txt", "--node-setup", setup.Replace("sleep 6.0123", "sleep 0.1", StringComparison.Ordinal)], null, null);
+        Assert.True(r.ExitCode == 0, r.Stderr);
+        Assert.False(OldSetupRuns(), "the resume left the old setup running");
+        Assert.Contains("that node steps of an earlier, killed session left running here", r.Stderr, StringComparison.Ordinal);
+        await Task.Delay(500);
+        var lines = File.ReadAllLines(_dir.File("steps"));
+        Assert.Equal(["B 1", "B 2", "E 2"], lines.Select(l => string.Join(' ', l.Split(' ').Take(2))));
+        Assert.True(File.Exists(_dir.File("ran.1")));
+    }
+
+    private static bool OldSetupRuns() =>
+        Directory.GetDirectories("/proc").Any(d =>
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(d, "cmdline")).Contains("6.0123", StringComparison.Ordinal) && !File.ReadAllText(Path.Combine(d, "stat")).Contains(") Z", StringComparison.Ordinal);
+            }
+            catch (IOException)
+            {
+                return false;
+            }
+            catch (UnauthorizedAccessException)
+            {
+                return false;
+            }
+        });
+
+    [Fact]
+    public async Task BadInput_StepTimeoutTooLong_OrStepCommandTooLong()
+    {
+        _dir.Write("tasks.txt", "touch ran.1\n");
+        Assert.Contains("--setup-timeout '2000h' is longer than", await ExpectExit2("run", "tasks.txt", "--node-setup", "true", "--setup-timeout", "2000h"), StringComparison.Ordinal);
+        _dir.Write("long.txt", "#SHOAL node-setup echo " + new string('x', 140_000) + "\ntouch ran.1\n"); // (the kernel refuses so long an argument)
+        Assert.Contains("long.txt:1: the #SHOAL node-setup command is over", await ExpectExit2("run", "long.txt"), StringComparison.Ordinal);
+        Assert.False(File.Exists(_dir.File("ran.1")));
+    }
+
     public void Dispose() => _dir.Dispose();
 }

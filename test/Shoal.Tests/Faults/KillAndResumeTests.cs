@@ -121,7 +121,9 @@ public sealed class KillAndResumeTests : IDisposable
             Assert.Equal(150, starts.Count);
             var inFlight = starts.Where(kv => kv.Value[0] < resumeNs && !recorded.Contains(kv.Key)).Select(kv => kv.Key).ToHashSet();
             var reruns = starts.Where(kv => kv.Value.Count > 1).Select(kv => kv.Key).ToList();
-            Assert.True(reruns.Count <= inFlight.Count, $"trial {trial}: {reruns.Count} reruns, {inFlight.Count} in flight at the kill");
+            Assert.True(
+                reruns.Count <= inFlight.Count,
+                $"trial {trial}: {reruns.Count} reruns, {inFlight.Count} in flight at the kill; reruns: {string.Join(", ", reruns.Select(id => $"{id} (starts {string.Join("/", starts[id].Select(n => (n - killNs) / 1_000_000))} ms after the kill, recorded {recorded.Contains(id)})"))}; resume {(resumeNs - killNs) / 1_000_000} ms after the kill");
             foreach (var id in reruns)
             {
                 Assert.True(inFlight.Contains(id), $"trial {trial}: task {id} ran again although it was recorded finished or had not started");

@@ -59,15 +59,48 @@ public class FrameTests
         {
             var junk = new byte[random.Next(0, 64)];
             random.NextBytes(junk);
-            try
+            Action[] decoders = [() => StartMessage.Decode(junk), () => ExitsMessage.Decode(junk, 0), () => NodeStepMessage.Decode(junk), () => WelcomeMessage.Decode(junk)];
+            foreach (var decode in decoders)
             {
-                StartMessage.Decode(junk);
-                ExitsMessage.Decode(junk, 0);
-            }
-            catch (ProtocolException)
-            {
+                try
+                {
+                    decode();
+                }
+                catch (ProtocolException)
+                {
+                }
             }
         }
+    }
+
+    [Fact]
+    public void Welcome_WithTheLongestNodeStepCommands_RoundTrips_AndFitsTheWorkersLimit()
+    {
+        var longest = new string('x', Shoal.Tasks.TaskSources.MaxCommandBytes - 1);
+        var welcome = new WelcomeMessage(7, "/runs/a.shoal/out/s3", "w7-node7-", "/bin/bash", "/runs/a.shoal")
+        {
+            Session = 3,
+            Setup = longest,
+            Teardown = longest,
+            SetupTimeoutMs = 600_000,
+            TeardownTimeoutMs = 120_000,
+            GraceMs = 3000,
+            ManageGpus = true,
+        };
+        var bytes = welcome.Encode().ToArray();
+        Assert.True(bytes.Length <= Shoal.Cluster.WorkerAgent.MaxWelcomeFrame, $"{bytes.Length} bytes");
+        Assert.Equal(welcome, WelcomeMessage.Decode(bytes));
+        Assert.Equal(new NodeStepPlan("/bin/bash", longest, longest, TimeSpan.FromMinutes(10), TimeSpan.FromMinutes(2), TimeSpan.FromSeconds(3)), welcome.Steps);
+    }
+
+    [Fact]
+    public void NodeStep_RoundTrips_AndABogusStepIsAProtocolError()
+    {
+        var step = new NodeStepResult(NodeStep.Teardown, 1_795_000_000_000, 1234, -9, true, "/runs/a.shoal/out/s1/w1-n1-teardown.log", "last words", NodeStepResult.Stopped);
+        Assert.Equal(step, NodeStepMessage.Decode(NodeStepMessage.Encode(step).ToArray()));
+        var bytes = NodeStepMessage.Encode(step).ToArray();
+        bytes[0] = 2;
+        Assert.Throws<ProtocolException>(() => NodeStepMessage.Decode(bytes));
     }
 
     [Fact]

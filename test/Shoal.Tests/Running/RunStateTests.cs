@@ -383,6 +383,59 @@ public sealed class RunStateTests
         Assert.Equal(3, _effects.Launched.Count);
     }
 
+    [Fact]
+    public void Barrier_ATaskAboveDiesOfTerm_ThenTheStopArrives_NothingBelowStarted_ItIsInterrupted()
+    {
+        // SLURM's time limit TERMs every process: the last task above can die of it before our stop arrives.
+        var state = Build("a\n#SHOAL barrier\nb\n", slots: 2);
+        state.Settle();
+        Finish(state, 0, exitCode: -1, signal: Native.SIGTERM, signalled: true);
+        Advance(state, TimeSpan.FromMilliseconds(300));
+        Assert.Single(_effects.Launched); // the barrier waits: that death may be the stop's doing
+        Assert.False(state.Finished);
+        state.Stop(Native.SIGTERM);
+        state.Settle();
+        Assert.True(state.Finished);
+        Assert.Single(_effects.Launched);
+        Assert.Empty(_effects.Barriers);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((0, 1, 2, 143), (outcome.Failed, outcome.Interrupted, outcome.NotRun, outcome.ExitCode));
+        Assert.Null(outcome.StoppedAtBarrier);
+    }
+
+    [Fact]
+    public void BarrierStopOnFailure_ATaskAboveDiesOfTerm_AndNoStopComes_StopsThereAfterTheRace()
+    {
+        var state = Build("a\n#SHOAL barrier stop-on-failure\nb\n", slots: 2);
+        state.Settle();
+        Finish(state, 0, exitCode: -1, signal: Native.SIGTERM, signalled: true);
+        Assert.False(state.Finished); // not yet: a stop may be on its way
+        Advance(state, TimeSpan.FromSeconds(1));
+        Assert.False(state.Finished);
+        Advance(state, TimeSpan.FromSeconds(1.5));
+        Assert.True(state.Finished);
+        Assert.Single(_effects.Launched);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((2, 1), outcome.StoppedAtBarrier);
+        Assert.Equal((1, 0, 1), (outcome.Failed, outcome.StopSignal, outcome.ExitCode));
+    }
+
+    [Fact]
+    public void BarrierStopOnFailure_DeathAndStopInOneBatch_IsAnInterruption_NotAStopAtTheBarrier()
+    {
+        var state = Build("a\n#SHOAL barrier stop-on-failure\nb\n", slots: 2);
+        state.Settle();
+        var launch = _effects.Launched.Single();
+        state.Exited(new TaskExit(0, launch.Request.Attempt, -1, Native.SIGTERM, 0, 10, launch.Request.Lane, 0, 0, 0, 0, launch.Worker, false, Signalled: true));
+        state.Stop(Native.SIGTERM);
+        state.Settle();
+        Assert.True(state.Finished);
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Null(outcome.StoppedAtBarrier);
+        Assert.Empty(_effects.Barriers);
+        Assert.Equal((0, 1, 143), (outcome.Failed, outcome.Interrupted, outcome.ExitCode));
+    }
+
     private sealed class Effects : IRunEffects
     {
         public List<(int Worker, LaunchRequest Request)> Launched { get; } = [];
