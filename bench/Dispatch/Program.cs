@@ -8,11 +8,23 @@ using Shoal.Tasks;
 
 // The leader's dispatch rate without process costs: the real run loop, scheduler and SQLite journal, with W
 // in-process workers whose launcher reports every task finished the moment it is handed over.
-// Usage: dotnet run -c Release --project bench/Dispatch -- [TASKS=1000000] [WORKERS=64,1000] [SLOTS_PER_WORKER=16]
+// Usage: dotnet run -c Release --project bench/Dispatch -- [TASKS=1000000] [WORKERS=64,1000] [SLOTS_PER_WORKER=16] [BARRIER_EVERY=0]
+// (BARRIER_EVERY=K puts a '#SHOAL barrier' line after every K tasks: the cost of phases.)
 var tasks = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 1_000_000;
 var workerCounts = (args.Length > 1 ? args[1] : "1,64,1000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 var slots = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 16;
-var file = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("true\n", tasks)));
+var barrierEvery = args.Length > 3 ? int.Parse(args[3], CultureInfo.InvariantCulture) : 0;
+var text = new StringBuilder(tasks * 6);
+for (var i = 1; i <= tasks; i++)
+{
+    text.Append("true\n");
+    if (barrierEvery > 0 && i % barrierEvery == 0 && i < tasks)
+    {
+        text.Append("#SHOAL barrier\n");
+    }
+}
+
+var file = Encoding.ASCII.GetBytes(text.ToString());
 Console.WriteLine($"| workers × slots | tasks | seconds | dispatched tasks/s |");
 Console.WriteLine("|---|---|---|---|");
 foreach (var workers in workerCounts)
