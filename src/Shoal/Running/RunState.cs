@@ -625,6 +625,7 @@ public sealed class RunState
         {
             TryPassBarrier();
         }
+
         if (now >= _stopKillAt)
         {
             _stopKillAt = long.MaxValue;
