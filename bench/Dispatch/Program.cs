@@ -29,11 +29,23 @@ Console.WriteLine($"| workers × slots | tasks | seconds | dispatched tasks/s |"
 Console.WriteLine("|---|---|---|---|");
 foreach (var workers in workerCounts)
 {
-    var dir = Directory.CreateTempSubdirectory("shoal-dispatch-");
+    // KEEP_JOURNAL=DIR: the run's journal stays in DIR (a run directory `shoal status DIR` reads: bench/startup).
+    var keep = Environment.GetEnvironmentVariable("KEEP_JOURNAL");
+    var dir = keep is { Length: > 0 } ? Directory.CreateDirectory(keep) : Directory.CreateTempSubdirectory("shoal-dispatch-");
     try
     {
         var list = TaskSources.FromTaskFile(file, "bench");
         using var journal = RunJournal.Open(Path.Combine(dir.FullName, "journal.db"), create: true);
+        if (keep is { Length: > 0 })
+        {
+            journal.SetMeta(new Dictionary<string, string> { ["tasks.count"] = tasks.ToString(CultureInfo.InvariantCulture), ["tasks.origin"] = "bench", ["tasks.fingerprint"] = list.Fingerprint(list.Count) });
+            var session = journal.BeginSession(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds(), "bench", Environment.ProcessId, "bench/Dispatch");
+            for (var w = 0; w < workers; w++)
+            {
+                journal.AddWorker(session, w, $"n{w}", slots, "", $"w{w}-");
+            }
+        }
+
         using var writer = new JournalWriter(journal);
         var loop = new RunLoop(list, new RunOptions(), journal, writer, TimeProvider.System);
         for (var w = 0; w < workers; w++)
@@ -55,7 +67,10 @@ foreach (var workers in workerCounts)
     }
     finally
     {
-        dir.Delete(recursive: true);
+        if (keep is not { Length: > 0 })
+        {
+            dir.Delete(recursive: true);
+        }
     }
 }
 
