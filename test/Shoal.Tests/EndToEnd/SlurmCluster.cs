@@ -6,20 +6,45 @@ namespace Shoal.Tests.EndToEnd;
 /// <summary>
 /// A real SLURM cluster of two nodes (network namespaces, 4 CPUs and 2 fake GPUs each), started by the project's
 /// own ci/slurm/start-cluster (root; it installs slurm and munge when missing). Shared by the SLURM tests.
+/// A cluster that was already up (as .ci/run starts it) is used and left running; one this fixture started is
+/// stopped with ci/slurm/stop-cluster when xunit disposes the fixture, after the collection's tests.
 /// </summary>
-public sealed class SlurmCluster
+public sealed class SlurmCluster : IDisposable
 {
+    private bool _started;
+
     public SlurmCluster()
     {
         Root = Support.Repository.Root ?? throw new InvalidOperationException("cannot find the repository root (Shoal.slnx)");
         var r = Run("bash", [Path.Combine(Root, "ci/slurm/start-cluster")], new() { ["NODES"] = "2", ["CPUS"] = "4", ["GPUS"] = "2" }, TimeSpan.FromMinutes(5));
+
+        // start-cluster's stdout says "start-cluster: starting" when this call (re)starts the cluster, and
+        // "start-cluster: already-up" when it was running before (then it is not ours to stop).
+        _started = r.Output.Split('\n').Any(l => l.Trim() == "start-cluster: starting");
         if (r.ExitCode != 0)
         {
+            Dispose(); // a half-started cluster of ours: xunit does not dispose a fixture whose constructor threw
             throw new InvalidOperationException($"ci/slurm/start-cluster failed ({r.ExitCode}): {r.Output}");
         }
     }
 
     public string Root { get; }
+
+    /// <summary>Stops the cluster if this fixture started it; a cluster that was already up keeps running.</summary>
+    public void Dispose()
+    {
+        if (!_started)
+        {
+            return;
+        }
+
+        _started = false;
+        var r = Run("bash", [Path.Combine(Root, "ci/slurm/stop-cluster")], timeout: TimeSpan.FromMinutes(2));
+        if (r.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"ci/slurm/stop-cluster failed ({r.ExitCode}): {r.Output}");
+        }
+    }
 
     /// <summary>The shell words that start shoal inside a job: the AOT binary of $SHOAL_BIN, else dotnet shoal.dll.</summary>
     public static string ShoalCommand =>
