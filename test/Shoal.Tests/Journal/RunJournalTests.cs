@@ -80,4 +80,29 @@ public sealed class RunJournalTests : IDisposable
     }
 
     public void Dispose() => _dir.Dispose();
+
+    [Fact]
+    public void LatestStateCounts_CountsEachTaskByItsLatestAttemptOnly()
+    {
+        using var journal = RunJournal.Open(JournalPath, create: true);
+        var session = journal.BeginSession(1000, "h", 1, "run");
+        journal.Write([
+            new AttemptRecord(1, 1, AttemptState.Failed, 2, 1000, 50, session, 0, 0, 0, 0, 0, 0),
+            new AttemptRecord(1, 2, AttemptState.Succeeded, 0, 1100, 50, session, 0, 0, 0, 0, 0, 0),
+            new AttemptRecord(2, 1, AttemptState.Succeeded, 0, 1000, 50, session, 0, 1, 0, 0, 0, 0),
+            new AttemptRecord(3, 1, AttemptState.Succeeded, 0, 1000, 50, session, 0, 1, 0, 0, 0, 0),
+            new AttemptRecord(3, 2, AttemptState.Interrupted, 0, 1200, 0, session, 0, 1, 0, 0, 0, 0),
+            new AttemptRecord(4, 1, AttemptState.Failed, 1, 1000, 50, session, 0, 0, 0, 0, 0, 0),
+            new AttemptRecord(4, 3, AttemptState.Failed, 1, 1300, 50, session, 0, 0, 0, 0, 0, 0),
+            new AttemptRecord(4, 2, AttemptState.Running, 0, 1200, 0, session, 0, 0, 0, 0, 0, 0),
+        ]);
+
+        var (byState, tasks) = journal.LatestStateCounts();
+
+        Assert.Equal(4, tasks);
+        Assert.Equal(2, byState[AttemptState.Succeeded]);
+        Assert.Equal(1, byState[AttemptState.Interrupted]);
+        Assert.Equal(1, byState[AttemptState.Failed]);
+        Assert.False(byState.ContainsKey(AttemptState.Running));
+    }
 }
