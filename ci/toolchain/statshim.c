@@ -21,3 +21,18 @@ int stat(const char *p, struct stat *b) { return __xstat64(SHOAL_STAT_VER, p, (s
 int lstat(const char *p, struct stat *b) { return __lxstat64(SHOAL_STAT_VER, p, (struct stat64 *)b); }
 int fstat(int fd, struct stat *b) { return __fxstat64(SHOAL_STAT_VER, fd, (struct stat64 *)b); }
 int fstatat(int d, const char *p, struct stat *b, int f) { return __fxstatat64(SHOAL_STAT_VER, d, p, (struct stat64 *)b, f); }
+
+#ifdef SHOAL_FCNTL64
+/* glibc < 2.28 has no fcntl64; Debian's libsqlite3.a (built against newer headers) calls it. On 64-bit targets
+   fcntl64 and fcntl are the same call (the *64 lock structures and commands are the plain ones). */
+#include <stdarg.h>
+extern int fcntl(int, int, ...);
+int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl(fd, cmd, arg);
+}
+#endif
