@@ -7,8 +7,8 @@
 -- $MODULEPATH as shoal/@VERSION@.lua:
 --
 --   A site, under /opt/shoal/@VERSION@ (the default here):
---     tar xzf shoal-@VERSION@-linux-x86_64.tar.gz
---     mkdir -p /opt/shoal && mv shoal-@VERSION@-linux-x86_64 /opt/shoal/@VERSION@
+--     tar xzf shoal-@VERSION@-linux-x64.tar.gz        (or -linux-arm64)
+--     mkdir -p /opt/shoal && mv shoal-@VERSION@-linux-x64 /opt/shoal/@VERSION@
 --     mkdir -p /opt/modulefiles/shoal
 --     cp /opt/shoal/@VERSION@/share/modulefile.lua /opt/modulefiles/shoal/@VERSION@.lua
 --
