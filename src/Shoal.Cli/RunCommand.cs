@@ -15,7 +15,8 @@ internal static class RunCommand
 {
     private static readonly Option<int?> Slots = new("--slots", "-j") { Description = "Tasks to run at once (default: the CPUs this process may use, or SLURM_CPUS_ON_NODE)" };
     private static readonly Option<string?> Gpus = new("--gpus") { Description = "GPU ids to hand out, e.g. 0,1,2,3 (default: from CUDA_VISIBLE_DEVICES, SLURM_STEP_GPUS or SLURM_JOB_GPUS)" };
-    private static readonly Option<string> Shell = new("--shell") { Description = "Shell that runs each command as SHELL -c COMMAND", DefaultValueFactory = _ => "/bin/sh" };
+    private static readonly Option<string?> Shell = new("--shell") { Description = "Shell that runs each command as SHELL -c COMMAND (default /bin/sh; a plain-word command runs without it, see --always-shell)" };
+    private static readonly Option<bool> AlwaysShell = new("--always-shell") { Description = "Run every command through the shell, also plain-word ones (by default 'prog arg1 arg2' is started directly, as the shell would)" };
     private static readonly Option<string?> RunDir = new("--run-dir", "-r") { Description = "Where the journal and output go (default: TASKFILE.shoal beside the task file)" };
     private static readonly Option<int> Retries = new("--retries") { Description = "Run a failed task up to N more times", DefaultValueFactory = _ => 0 };
     private static readonly Option<string?> Timeout = new("--timeout") { Description = "Per-task time limit, e.g. 90s, 10m, 1h30m, 01:00:00 (TERM, then KILL after --grace)" };
@@ -41,7 +42,7 @@ internal static class RunCommand
         var command = new Command("run", "Run every task of a task file on the local cores, starting the next the moment a slot frees; resumes where an earlier run stopped")
         {
             Slots, Gpus, Shell, RunDir, Retries, Timeout, Grace, RetryFailed, EachLine, Range, Quiet, Local, EndMargin, Continue, MaxJobs, KeepNodes,
-            NodeSetup, NodeTeardown, SetupTimeout, TeardownTimeout, Output, Arguments,
+            NodeSetup, NodeTeardown, SetupTimeout, TeardownTimeout, AlwaysShell, Output, Arguments,
         };
         Output.AcceptOnlyFromAmong("text", "json");
         command.SetAction((parse, cancellationToken) => ExecuteAsync(parse, cancellationToken));
@@ -93,7 +94,7 @@ internal static class RunCommand
             await Console.Error.WriteLineAsync("shoal: note: --slots and --gpus apply to single-machine runs; inside SLURM each node's share of the allocation decides (use --local to run on this machine only)").ConfigureAwait(false);
         }
 
-        var shell = ChildProcess.FindProgram(parse.GetValue(Shell)!);
+        var shell = ChildProcess.FindProgram(parse.GetValue(Shell) ?? "/bin/sh");
         if (shell is null)
         {
             return Cli.Fail($"--shell {parse.GetValue(Shell)}: no such executable program");
@@ -141,6 +142,7 @@ internal static class RunCommand
             MaxJobs = maxJobs,
             KeepNodes = parse.GetValue(KeepNodes),
             NodeSteps = StepPlan(parse, tasks, shell, options.Grace),
+            DirectExec = parse.GetValue(Shell) is null && !parse.GetValue(AlwaysShell),
         };
         var log = (Action<string>)(message => Console.Error.WriteLine($"shoal: {message}"));
         await using var session = await RunSession.OpenAsync(settings, log).ConfigureAwait(false);

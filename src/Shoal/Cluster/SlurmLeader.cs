@@ -180,6 +180,9 @@ public sealed class SlurmLeader : IAsyncDisposable
     /// <summary>What each node runs around its tasks (none by default).</summary>
     public NodeStepPlan? Steps { get; init; }
 
+    /// <summary>Whether workers start plain-word commands without the shell.</summary>
+    public bool DirectExec { get; init; }
+
     /// <summary>Whether tasks (and node steps) get CUDA_VISIBLE_DEVICES.</summary>
     public bool ManageGpus { get; init; }
 
@@ -210,6 +213,7 @@ public sealed class SlurmLeader : IAsyncDisposable
                 TeardownTimeoutMs = (long)(steps?.TeardownTimeout ?? TimeSpan.Zero).TotalMilliseconds,
                 GraceMs = (long)(steps?.Grace ?? TimeSpan.Zero).TotalMilliseconds,
                 ManageGpus = ManageGpus,
+                DirectExec = DirectExec,
             };
             await connection.SendAsync(MessageType.Welcome, welcome.Encode()).ConfigureAwait(false);
         }

@@ -153,7 +153,7 @@ public static class WorkerAgent
 
         var exits = Channel.CreateUnbounded<TaskExit>(new UnboundedChannelOptions { SingleReader = true });
         var launcher = new ProcessLauncher(
-            new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir), new("SHOAL_NODE", node)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)),
+            new ProcessLauncherOptions(welcome.Shell, welcome.LogDirectory, slots, [new("SHOAL_RUN_DIR", welcome.RunDir), new("SHOAL_NODE", node)], welcome.LogPrefix, Math.Clamp(Environment.ProcessorCount / 2, 1, 8)) { DirectExec = welcome.DirectExec },
             exit => exits.Writer.TryWrite(exit));
         var sender = Task.Run(async () =>
         {

@@ -21,6 +21,11 @@ internal static unsafe partial class Native
     public const int ECHILD = 10;
     public const int ESRCH = 3;
     public const int EAGAIN = 11;
+    public const int ENOENT = 2;
+    public const int ENOEXEC = 8;
+    public const int EACCES = 13;
+    public const int ENOTDIR = 20;
+    public const int EISDIR = 21;
     public const int EINVAL = 22;
     public const int ENOMEM = 12;
     public const int ENFILE = 23;

@@ -30,6 +30,7 @@ public sealed class ProcessLauncher : ITaskLauncher
     private readonly byte[] _shell;
     private readonly byte[] _dashC = "-c\0"u8.ToArray();
     private readonly EnvironmentBlock _environment;
+    private readonly string? _path;
     private readonly BlockingCollection<LaunchRequest> _queue = [];
     private readonly Thread[] _spawners;
     private readonly Lock _lock = new();
@@ -53,6 +54,7 @@ public sealed class ProcessLauncher : ITaskLauncher
         _time = time ?? TimeProvider.System;
         _shell = Encoding.UTF8.GetBytes(options.Shell + "\0");
         _environment = new EnvironmentBlock(OwnVariables, options.ExtraEnvironment);
+        _path = options.ExtraEnvironment.FirstOrDefault(e => e.Key == "PATH").Value ?? Environment.GetEnvironmentVariable("PATH");
         _lanes = new LaneLogs[options.Lanes];
         for (var i = 0; i < _lanes.Length; i++)
         {
@@ -161,7 +163,17 @@ public sealed class ProcessLauncher : ITaskLauncher
         int pid;
         try
         {
-            pid = spawner.Spawn(_shell, [_shell, _dashC, command], _environment, env, lane.OutPath, lane.ErrPath);
+            pid = _options.DirectExec && DirectExec.PlainWords(r.Command) is { } words
+                ? SpawnDirect(spawner, words, command, env, lane)
+                : spawner.Spawn(_shell, [_shell, _dashC, command], _environment, env, lane.OutPath, lane.ErrPath);
+        }
+        catch (NotFoundException e)
+        {
+            // As the shell says it (dash: "/bin/sh: 1: NAME: not found", exit 127; "Permission denied", 126).
+            AppendTo(lane.ErrPathString, Encoding.UTF8.GetBytes($"{_options.Shell}: 1: {e.Message}\n"));
+            var errEnd = Native.LSeek(lane.ErrFd, 0, Native.SEEK_END);
+            _onExit(new TaskExit(r.Task, r.Attempt, e.Code, 0, startUnixMs, 0, r.Lane, outStart, 0, errStart, errEnd - errStart, Log: log));
+            return;
         }
         catch (SpawnException e) when (IsMachineFailure(e.Errno))
         {
@@ -224,6 +236,37 @@ public sealed class ProcessLauncher : ITaskLauncher
                 Log: log,
                 Signalled: signalled));
         });
+    }
+
+    /// <summary>Starts a plain-word command as its own argv, found in PATH as the shell would. A file the kernel
+    /// cannot execute as it is (a script without #!) goes to the shell, which runs it as a shell script.</summary>
+    private int SpawnDirect(Spawner spawner, List<string> words, byte[] command, List<byte[]> env, LaneLogs lane)
+    {
+        var path = DirectExec.Resolve(words[0], _path) ?? throw new NotFoundException($"{words[0]}: not found", 127);
+        var file = Encoding.UTF8.GetBytes(path + "\0");
+        var argv = new byte[words.Count][];
+        for (var i = 0; i < words.Count; i++)
+        {
+            argv[i] = Encoding.UTF8.GetBytes(words[i] + "\0");
+        }
+
+        try
+        {
+            return spawner.Spawn(file, argv, _environment, env, lane.OutPath, lane.ErrPath);
+        }
+        catch (SpawnException e) when (e.Errno == Native.ENOEXEC)
+        {
+            return spawner.Spawn(_shell, [_shell, _dashC, command], _environment, env, lane.OutPath, lane.ErrPath);
+        }
+        catch (SpawnException e) when (e.Errno is Native.EACCES or Native.ENOENT or Native.ENOTDIR or Native.EISDIR)
+        {
+            throw new NotFoundException(e.Errno == Native.ENOENT || e.Errno == Native.ENOTDIR ? $"{words[0]}: not found" : $"{words[0]}: Permission denied", e.Errno is Native.ENOENT or Native.ENOTDIR ? 127 : 126);
+        }
+    }
+
+    private sealed class NotFoundException(string message, int code) : Exception(message)
+    {
+        public int Code { get; } = code;
     }
 
     /// <summary>errno values that say the machine is out of something (processes, memory, descriptors), so that the

@@ -7,4 +7,8 @@ public sealed record ProcessLauncherOptions(
     int Lanes,
     IReadOnlyList<KeyValuePair<string, string>> ExtraEnvironment,
     string LogPrefix = "w0-",
-    int SpawnerThreads = 1);
+    int SpawnerThreads = 1)
+{
+    /// <summary>Start plain-word commands without the shell (<see cref="DirectExec"/>); off with --shell or --always-shell.</summary>
+    public bool DirectExec { get; init; }
+}

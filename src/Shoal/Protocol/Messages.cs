@@ -56,6 +56,8 @@ public sealed record WelcomeMessage(int WorkerId, string LogDirectory, string Lo
 
     public bool ManageGpus { get; init; }
 
+    public bool DirectExec { get; init; }
+
     /// <summary>The node steps of this welcome, run with <see cref="Shell"/>.</summary>
     public NodeStepPlan Steps => new(
         Shell,
@@ -67,7 +69,7 @@ public sealed record WelcomeMessage(int WorkerId, string LogDirectory, string Lo
 
     public ReadOnlyMemory<byte> Encode() =>
         new PayloadWriter().Int(WorkerId).String(LogDirectory).String(LogPrefix).String(Shell).String(RunDir)
-            .Int(Session).String(Setup).String(Teardown).Long(SetupTimeoutMs).Long(TeardownTimeoutMs).Long(GraceMs).Int(ManageGpus ? 1 : 0).Written;
+            .Int(Session).String(Setup).String(Teardown).Long(SetupTimeoutMs).Long(TeardownTimeoutMs).Long(GraceMs).Int((ManageGpus ? 1 : 0) | (DirectExec ? 2 : 0)).Written;
 
     public static WelcomeMessage Decode(byte[] payload)
     {
@@ -80,8 +82,9 @@ public sealed record WelcomeMessage(int WorkerId, string LogDirectory, string Lo
             SetupTimeoutMs = r.Long(),
             TeardownTimeoutMs = r.Long(),
             GraceMs = r.Long(),
-            ManageGpus = r.Int() != 0,
         };
+        var flags = r.Int();
+        m = m with { ManageGpus = (flags & 1) != 0, DirectExec = (flags & 2) != 0 };
         r.End();
         if (m.SetupTimeoutMs < 0 || m.TeardownTimeoutMs < 0 || m.GraceMs < 0)
         {

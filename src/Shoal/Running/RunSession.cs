@@ -43,6 +43,9 @@ public sealed record RunSettings(TaskList Tasks, string RunDirectory, RunOptions
     /// <summary>--max-jobs: the most jobs a chain may have.</summary>
     public int MaxJobs { get; init; } = RunSession.DefaultMaxJobs;
 
+    /// <summary>Start plain-word commands without the shell (see <see cref="Execution.DirectExec"/>).</summary>
+    public bool DirectExec { get; init; }
+
     /// <summary>What each node runs before its first task and after its last (null: nothing).</summary>
     public NodeStepPlan? NodeSteps { get; init; }
 }
@@ -180,7 +183,7 @@ public sealed class RunSession : IAsyncDisposable
                     settings.Slots,
                     [new("SHOAL_RUN_DIR", runDir.Path), new("SHOAL_NODE", NodeName())],
                     "w0-",
-                    settings.SpawnerThreads);
+                    settings.SpawnerThreads) { DirectExec = settings.DirectExec };
                 if (steps is null)
                 {
                     loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
@@ -195,7 +198,7 @@ public sealed class RunSession : IAsyncDisposable
             }
             else
             {
-                cluster = new SlurmLeader(allocation, loop, writer, runDir, session, settings.Shell, settings.Quiet) { Steps = steps, ManageGpus = options.ManageGpus };
+                cluster = new SlurmLeader(allocation, loop, writer, runDir, session, settings.Shell, settings.Quiet) { Steps = steps, ManageGpus = options.ManageGpus, DirectExec = settings.DirectExec };
             }
 
             return new RunSession(settings with { Options = options }, runDir, journal, writer, loop, cluster, session) { _end = end, _limit = limit, _localNode = localNode, _localJoin = localJoin };
