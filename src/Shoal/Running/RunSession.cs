@@ -183,7 +183,8 @@ public sealed class RunSession : IAsyncDisposable
                     settings.Slots,
                     [new("SHOAL_RUN_DIR", runDir.Path), new("SHOAL_NODE", NodeName())],
                     "w0-",
-                    settings.SpawnerThreads) { DirectExec = settings.DirectExec };
+                    settings.SpawnerThreads)
+                { DirectExec = settings.DirectExec };
                 if (steps is null)
                 {
                     loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
