@@ -10,6 +10,12 @@ using Shoal.Tasks;
 // in-process workers whose launcher reports every task finished the moment it is handed over.
 // Usage: dotnet run -c Release --project bench/Dispatch -- [TASKS=1000000] [WORKERS=64,1000] [SLOTS_PER_WORKER=16] [BARRIER_EVERY=0]
 // (BARRIER_EVERY=K puts a '#SHOAL barrier' line after every K tasks: the cost of phases.)
+if (args.Length > 0 && args[0] == "tcp")
+{
+    await TcpBench.RunAsync(args[1..]);
+    return;
+}
+
 var tasks = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 1_000_000;
 var workerCounts = (args.Length > 1 ? args[1] : "1,64,1000").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
 var slots = args.Length > 2 ? int.Parse(args[2], CultureInfo.InvariantCulture) : 16;
