@@ -42,7 +42,7 @@ internal static class NodesCommand
 
         foreach (var failed in steps.Values.Where(s => !s.Succeeded && s.Log.Length > 0))
         {
-            var last = failed.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
+            var last = failed.LastLine;
             Console.Out.WriteLine($"{(failed.Step == NodeStep.Setup ? "setup" : "teardown")} output: {failed.Log}{(last is null ? "" : $" (ends: {last})")}");
         }
 

@@ -50,7 +50,7 @@ internal static class WorkerCommand
         }
 
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
-        var node = env("SLURMD_NODENAME") is { Length: > 0 } slurmNode ? slurmNode : Environment.MachineName; // SLURM's name, for shrinking
+        var node = LocalMachine.NodeName(env);
 
         // At the time limit SLURM signals every process of the job at once. The leader runs the stop (TERM, grace,
         // KILL, then it records every end and shuts the workers down), so a worker stays to report its tasks' ends;

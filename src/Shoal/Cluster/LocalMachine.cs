@@ -5,6 +5,14 @@ namespace Shoal.Cluster;
 /// <summary>What this machine offers tasks: CPU slots and GPU ids, read from the process and its environment.</summary>
 public static class LocalMachine
 {
+    /// <summary>This machine's name as SLURM knows it inside a job (<c>SLURMD_NODENAME</c>: what a shrink names and
+    /// what tasks see as SHOAL_NODE), else its host name.</summary>
+    public static string NodeName(Func<string, string?> env)
+    {
+        ArgumentNullException.ThrowIfNull(env);
+        return env("SLURMD_NODENAME") is { Length: > 0 } node ? node : Environment.MachineName;
+    }
+
     /// <summary><c>SLURM_CPUS_ON_NODE</c> when set; otherwise the CPUs this process may use
     /// (<see cref="Environment.ProcessorCount"/> honours CPU affinity and the cgroup CPU quota).</summary>
     public static int Slots(Func<string, string?> env)

@@ -40,7 +40,7 @@ public sealed class SlurmLeader : IAsyncDisposable
     private readonly HashSet<string> _released = [];
     private readonly SemaphoreSlim _shrinking = new(1, 1);
     private readonly List<Task> _releases = [];
-    private readonly string _leaderNode = Environment.GetEnvironmentVariable("SLURMD_NODENAME") ?? Environment.MachineName;
+    private readonly string _leaderNode = LocalMachine.NodeName(Environment.GetEnvironmentVariable);
     private int _nextWorker;
     private int _srunPid;
     private int _releasedCount;
@@ -351,10 +351,9 @@ public sealed class SlurmLeader : IAsyncDisposable
         {
             _log($"node {what} on {host} stopped: the run ended");
         }
-        else if (!step.Succeeded)
+        else if (step.FailureMessage(host) is { } failure)
         {
-            var last = step.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
-            _log($"node {what} failed on {host} ({step.Describe()}){(step.Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(step.Log.Length > 0 ? $" (output: {step.Log})" : "")}");
+            _log(failure);
         }
         else if (!_quiet)
         {

@@ -94,8 +94,12 @@ public static class ChildProcess
         var candidates = program.Contains('/', StringComparison.Ordinal)
             ? [program]
             : (Environment.GetEnvironmentVariable("PATH") ?? "/usr/bin:/bin").Split(':', StringSplitOptions.RemoveEmptyEntries).Select(d => Path.Combine(d, program));
-        return candidates.FirstOrDefault(c => File.Exists(c) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(c) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0);
+        return candidates.FirstOrDefault(IsExecutableFile);
     }
+
+    /// <summary>True for an existing file with an execute bit.</summary>
+    public static bool IsExecutableFile(string path) =>
+        File.Exists(path) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(path) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0;
 
     /// <summary>Signals a helper's process group (it has its own, like tasks).</summary>
     public static void Signal(int pid, int signal) => Native.Kill(-pid, signal);

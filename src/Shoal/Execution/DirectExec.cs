@@ -79,7 +79,7 @@ public static class DirectExec
         foreach (var dir in (path ?? "/usr/local/bin:/usr/bin:/bin").Split(':'))
         {
             var candidate = Path.Combine(dir.Length == 0 ? "." : dir, program);
-            if (File.Exists(candidate) && !OperatingSystem.IsWindows() && (File.GetUnixFileMode(candidate) & (UnixFileMode.UserExecute | UnixFileMode.GroupExecute | UnixFileMode.OtherExecute)) != 0)
+            if (ChildProcess.IsExecutableFile(candidate))
             {
                 return candidate;
             }

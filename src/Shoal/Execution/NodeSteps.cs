@@ -30,6 +30,22 @@ public sealed record NodeStepResult(NodeStep Step, long StartUnixMs, long Durati
             : $"exit {Status} {took}";
     }
 
+    /// <summary>The last non-blank line of <see cref="Tail"/>, or null.</summary>
+    public string? LastLine => Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
+
+    /// <summary>What to tell of a step that failed on <paramref name="host"/> (null when it succeeded or the run's
+    /// stop cut it short): how, the last line it printed, and where its output is.</summary>
+    public string? FailureMessage(string host)
+    {
+        if (Succeeded || Error == Stopped)
+        {
+            return null;
+        }
+
+        var last = LastLine;
+        return $"node {(Step == NodeStep.Setup ? "setup" : "teardown")} failed on {host} ({Describe()}){(Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(Log.Length > 0 ? $" (output: {Log})" : "")}";
+    }
+
     /// <summary>The <see cref="Error"/> of a step cut short by the run's stop.</summary>
     public const string Stopped = "stopped by the run's stop";
 }

@@ -245,7 +245,7 @@ public sealed class RunSession : IAsyncDisposable
     }
 
     /// <summary>This machine's name for SHOAL_NODE: SLURM's name for it inside a job, else its host name.</summary>
-    private static string NodeName() => Environment.GetEnvironmentVariable("SLURMD_NODENAME") is { Length: > 0 } node ? node : Environment.MachineName;
+    private static string NodeName() => LocalMachine.NodeName(Environment.GetEnvironmentVariable);
 
     /// <summary>Runs to the end: starts the workers, runs the loop, waits for the workers' step, closes the journal
     /// (throws <see cref="JournalException"/> when it could not be written) and ends the session; with
@@ -321,15 +321,13 @@ public sealed class RunSession : IAsyncDisposable
     {
         var host = NodeName();
         _writer.Enqueue(j => j.AddNodeStep(_session, 0, host, step));
-        var what = step.Step == NodeStep.Setup ? "setup" : "teardown";
-        if (!step.Succeeded && step.Error != NodeStepResult.Stopped)
+        if (step.FailureMessage(host) is { } failure)
         {
-            var last = step.Tail.Split('\n').LastOrDefault(l => l.Trim().Length > 0)?.Trim();
-            log($"node {what} failed on {host} ({step.Describe()}){(step.Step == NodeStep.Setup ? "; no task runs there" : "")}{(last is null ? "" : $": {last}")}{(step.Log.Length > 0 ? $" (output: {step.Log})" : "")}");
+            log(failure);
         }
         else if (!_settings.Quiet)
         {
-            log($"node {what} on {host}: {step.Describe()}");
+            log($"node {(step.Step == NodeStep.Setup ? "setup" : "teardown")} on {host}: {step.Describe()}");
         }
     }
 
