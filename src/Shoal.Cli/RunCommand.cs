@@ -145,6 +145,7 @@ internal static class RunCommand
             DirectExec = parse.GetValue(Shell) is null && !parse.GetValue(AlwaysShell),
         };
         var log = (Action<string>)(message => Console.Error.WriteLine($"shoal: {message}"));
+        PoolThreads.Reserve(PoolThreads.ForRun); // before any task can use up the process limit
         await using var session = await RunSession.OpenAsync(settings, log).ConfigureAwait(false);
         Trace("journal checked");
 

@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using Shoal.Cluster;
+using Shoal.Execution;
 
 namespace Shoal.Cli;
 
@@ -51,6 +52,7 @@ internal static class WorkerCommand
 
         var env = (Func<string, string?>)Environment.GetEnvironmentVariable;
         var node = LocalMachine.NodeName(env);
+        PoolThreads.Reserve(PoolThreads.ForRun); // before any task can use up the process limit
 
         // At the time limit SLURM signals every process of the job at once. The leader runs the stop (TERM, grace,
         // KILL, then it records every end and shuts the workers down), so a worker stays to report its tasks' ends;

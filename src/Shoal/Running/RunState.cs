@@ -36,6 +36,7 @@ public sealed class RunState
     private readonly HashSet<int> _workers = [];
     private readonly HashSet<int> _releasable = [];
     private readonly Dictionary<int, SpawnTrouble> _spawnTrouble = [];
+    private readonly Dictionary<int, long> _ceilingCut = [];
     private readonly List<RecentDeath> _recentDeaths = [];
     private bool _expectingWorkers = true;
     private int _succeeded;
@@ -341,6 +342,7 @@ public sealed class RunState
             _workers.Remove(worker);
             _scheduler.RemoveWorker(worker);
             _spawnTrouble.Remove(worker);
+            _ceilingCut.Remove(worker);
             Released++;
             _effects.ReleaseWorker(worker);
         }
@@ -467,6 +469,11 @@ public sealed class RunState
             _spawnTrouble.Remove(exit.Worker); // it started a process again
         }
 
+        if (_ceilingCut.TryGetValue(exit.Worker, out var cut) && run.Started > cut)
+        {
+            RaiseCeiling(exit.Worker);
+        }
+
         var status = exit.Signal != 0 ? -exit.Signal : exit.ExitCode;
         AttemptState state;
         if (status == 0 && !exit.Signalled)
@@ -539,8 +546,9 @@ public sealed class RunState
         exit.Signal is Native.SIGTERM or Native.SIGINT or Native.SIGKILL or 1 || status is 128 + Native.SIGTERM or 128 + Native.SIGINT or 128 + 1;
 
     /// <summary>The attempt never started: the machine's failure (process or open-file limit), not the task's. It is
-    /// recorded as interrupted and queued again; the worker gets no new task for a backoff that doubles with each
-    /// failure in a row (50 ms to 5 s). A worker that starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given
+    /// recorded as interrupted and queued again. While other tasks run on the worker, it gets at most as many at once
+    /// as run now (the ceiling rises by one with each later task that ends). With none running, it gets no new task
+    /// for a backoff that doubles with each failure in a row (50 ms to 5 s). A worker that starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given
     /// up: lost (its tasks go to other workers), and the run ends if it was the last.</summary>
     private void OnSpawnFailed(int task, RunningTask run, TaskExit exit)
     {
@@ -548,6 +556,16 @@ public sealed class RunState
         _spawnFailures++;
         _effects.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, AttemptState.Interrupted, 0, exit.StartUnixMs, 0, _options.Session, exit.Worker, exit.Lane, 0, 0, 0, 0, exit.Log));
         Requeue(task);
+
+        // Processes still run there: the machine holds about that many now. Start no more than that until one of
+        // them ends (no timed pause: the next start waits for a process to end, not for a clock).
+        var (ceiling, busy, _) = _scheduler.Load(exit.Worker);
+        if (busy > 0)
+        {
+            _scheduler.Limit(exit.Worker, Math.Min(ceiling, busy));
+            _ceilingCut[exit.Worker] = now;
+            return;
+        }
 
         if (!_spawnTrouble.TryGetValue(exit.Worker, out var trouble))
         {
@@ -585,6 +603,22 @@ public sealed class RunState
         var backoff = Math.Min(5000, 50 << Math.Min(trouble.Streak - 1, 10));
         trouble.ResumeAt = now + (long)(backoff / 1000.0 * _time.TimestampFrequency);
         _scheduler.Pause(exit.Worker, true);
+    }
+
+    /// <summary>A task started under a lowered ceiling ended well: let the worker try one process more (one more
+    /// spawn failure lowers it again), back to all its slots.</summary>
+    private void RaiseCeiling(int worker)
+    {
+        var (ceiling, _, slots) = _scheduler.Load(worker);
+        if (ceiling + 1 >= slots)
+        {
+            _scheduler.Limit(worker, int.MaxValue);
+            _ceilingCut.Remove(worker);
+        }
+        else
+        {
+            _scheduler.Limit(worker, ceiling + 1);
+        }
     }
 
     /// <summary>The clock moved (every 100 ms): timeouts, backoffs and the stop's KILL come due.</summary>
@@ -763,6 +797,8 @@ public sealed class RunState
         }
 
         _releasable.Remove(worker);
+        _spawnTrouble.Remove(worker);
+        _ceilingCut.Remove(worker);
         _effects.DropWorker(worker);
         var nowMs = _time.GetUtcNow().ToUnixTimeMilliseconds();
         foreach (var task in _scheduler.RemoveWorker(worker))

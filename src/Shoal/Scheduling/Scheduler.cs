@@ -73,6 +73,23 @@ public sealed class Scheduler
         }
     }
 
+    /// <summary>Lets a worker have at most <paramref name="lanes"/> lanes busy (int.MaxValue: all its slots); an
+    /// idle worker still takes one task. Returns the lanes busy on it now.</summary>
+    public int Limit(int id, int lanes)
+    {
+        if (_byId.GetValueOrDefault(id) is not { } w)
+        {
+            return 0;
+        }
+
+        w.Ceiling = lanes;
+        return w.Slots - w.FreeLanes;
+    }
+
+    /// <summary>The worker's ceiling (see <see cref="Limit"/>) and its lanes busy now.</summary>
+    public (int Ceiling, int Busy, int Slots) Load(int id) =>
+        _byId.GetValueOrDefault(id) is { } w ? (w.Ceiling, w.Slots - w.FreeLanes, w.Slots) : (int.MaxValue, 0, 0);
+
     /// <summary>Holds a shape's queue (its tasks stay queued but none starts) or releases it: the run state holds
     /// the tasks that could not finish before the allocation ends.</summary>
     public void Hold(int shapeIndex, bool held) => _held[shapeIndex] = held;

@@ -35,7 +35,12 @@ internal sealed class WorkerSlots
     /// <summary>A paused worker gets no new tasks (it could not start processes; the run loop backs off).</summary>
     public bool Paused { get; set; }
 
-    public bool Fits(int cpus, int gpus) => !Paused && FreeLanes >= cpus && FreeGpus >= gpus;
+    /// <summary>At most this many lanes busy at once, below <see cref="Slots"/> while the machine refuses more
+    /// processes (a process limit); an idle worker always takes a task that fits its slots.</summary>
+    public int Ceiling { get; set; } = int.MaxValue;
+
+    public bool Fits(int cpus, int gpus) =>
+        !Paused && FreeLanes >= cpus && FreeGpus >= gpus && (FreeLanes == Slots || Slots - FreeLanes + cpus <= Ceiling);
 
     public bool CouldEverFit(int cpus, int gpus) => Slots >= cpus && Gpus.Length >= gpus;
 

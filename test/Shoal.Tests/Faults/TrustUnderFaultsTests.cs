@@ -165,9 +165,11 @@ public sealed class TrustUnderFaultsTests : IDisposable
     {
         // Run as an unprivileged user (root ignores RLIMIT_NPROC); once shoal's own threads exist, lower its process
         // limit below what 8 slots need, so that starts fail with EAGAIN now and then.
-        var tasks = 60;
+        // 80 × 0.3 s on 8 slots: about 3 s, so the run is still starting tasks when the limit is lowered (a release
+        // binary with direct starts finished 60 × 0.1 s before the limit came, and the test read a gone /proc entry).
+        var tasks = 80;
         // exec: the only forks are shoal's (a shell that cannot fork inside a task is that task's own failure).
-        _dir.Write("tasks.txt", string.Concat(Enumerable.Repeat("exec sleep 0.1\n", tasks)));
+        _dir.Write("tasks.txt", string.Concat(Enumerable.Repeat("exec sleep 0.3\n", tasks)));
         File.SetUnixFileMode(_dir.Path, (UnixFileMode)0b111_111_111);
         File.SetUnixFileMode(_dir.File("tasks.txt"), (UnixFileMode)0b110_110_110);
         using var p = ShoalBinary.StartWrapped(_dir.Path, ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"], ["run", "tasks.txt", "-j", "8"], new Dictionary<string, string> { ["HOME"] = _dir.Path });

@@ -100,6 +100,45 @@ public sealed class RunStateTests
     }
 
     [Fact]
+    public void SpawnFailure_WhileOthersRun_CapsTheWorkerAtWhatRuns_ThenRaisesItOneByOne()
+    {
+        var state = Build(string.Concat(Enumerable.Repeat("t\n", 20)), slots: 4);
+        state.Settle();
+        Assert.Equal(4, _effects.Launched.Count);
+        Finish(state, 3, exitCode: 11, spawnFailed: true); // the machine holds 3 processes now
+        Assert.Equal(4, _effects.Launched.Count); // no retry while 3 run: not on a clock, not at once
+        Advance(state, TimeSpan.FromSeconds(10));
+        Assert.Equal(4, _effects.Launched.Count);
+
+        Finish(state, 0); // one ended: one starts in its place (3 at once), not two
+        Assert.Equal(5, _effects.Launched.Count);
+        Finish(state, _effects.Launched[4].Request.Task); // started under the cap and ended well: the cap rises to 4
+        Assert.Equal(7, _effects.Launched.Count);
+        Finish(state, _effects.Launched[5].Request.Task); // 4 is all the slots: no cap any more
+        Assert.Equal(8, _effects.Launched.Count);
+        Assert.Equal(4, _effects.Launched.Count - _effects.Records.Count(r => r.State is AttemptState.Succeeded or AttemptState.Interrupted));
+
+        var outcome = state.Outcome(TimeSpan.Zero);
+        Assert.Equal((0, 1), (outcome.Failed, outcome.SpawnFailures));
+    }
+
+    [Fact]
+    public void SpawnFailure_CapBelowAMultiCoreTask_AnIdleWorkerStillTakesIt()
+    {
+        var state = Build("a\nb\n#SHOAL cpus=4\nbig\n", slots: 4);
+        state.Settle();
+        Assert.Equal(["a", "b"], _effects.Launched.Select(l => Encoding.UTF8.GetString(l.Request.Command)));
+        Finish(state, 1, exitCode: 11, spawnFailed: true); // 1 runs: capped at 1
+        Finish(state, 0); // started before the cap: the cap (1) stays, below big's 4 CPUs; the worker is idle: big starts
+        Assert.Equal("big", Encoding.UTF8.GetString(_effects.Launched[2].Request.Command));
+        Finish(state, 2);
+        Assert.Equal("b", Encoding.UTF8.GetString(_effects.Launched[3].Request.Command));
+        Finish(state, 1);
+        Assert.True(state.Finished);
+        Assert.Equal(0, state.Outcome(TimeSpan.Zero).ExitCode);
+    }
+
+    [Fact]
     public void LostWorker_ItsTasksAreInterruptedAndGoElsewhere()
     {
         var state = Build("a\nb\n", slots: 1);
