@@ -27,7 +27,8 @@ internal static class ReportCommand
         var sessions = journal.Sessions();
         var workers = journal.Workers();
         var total = int.TryParse(journal.GetMeta("tasks.count"), out var t) ? t : 0;
-        var model = ReportModel.Build(journal.AllAttempts(), workers, sessions, total, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+        var model = ReportModel.Build(journal.EachAttempt(), journal.ReportExtent(now), workers, sessions, total, now);
         var prefixes = workers.ToDictionary(w => (w.Session, w.Id), w => w.LogPrefix);
         var tails = new Dictionary<int, string>();
         foreach (var a in model.Failures.Take(100))

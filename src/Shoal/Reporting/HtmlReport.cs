@@ -184,7 +184,7 @@ public static class HtmlReport
             return;
         }
 
-        h.Append("<p class=\"note\">").Append(m.Failures.Count).Append(" tasks failed in their latest attempt").Append(m.Failures.Count > 100 ? "; the first 100 are shown" : "")
+        h.Append("<p class=\"note\">").Append(m.Failed).Append(" tasks failed in their latest attempt").Append(m.Failed > m.Failures.Count ? $"; the first {m.Failures.Count} are shown" : "")
          .Append(". Full output: <code>shoal cat ID --stderr</code>.</p><table><tr><th>task</th><th>result</th><th>attempt</th><th>host</th><th>duration</th><th>end of stderr</th></tr>");
         foreach (var a in m.Failures.Take(100))
         {

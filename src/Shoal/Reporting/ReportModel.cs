@@ -50,55 +50,130 @@ public sealed class ReportModel
     /// <summary>A span on a lane: one attempt (Task > 0) or a bucket with its busy fraction.</summary>
     public readonly record struct Bar(long FromMs, long ToMs, int Task, AttemptState State, double Busy);
 
+    /// <summary>The bounds of a run's attempts: known before the one pass that buckets them.</summary>
+    public readonly record struct Extent(long Count, long StartMs, long EndMs, long MinDurationMs, long MaxDurationMs, long Finished);
+
+    /// <summary>At most this many failures are kept in <see cref="Failures"/> (the page shows 100; <see cref="Failed"/> counts all).</summary>
+    public const int MaxFailuresKept = 100;
+
+    /// <summary>For tests and small lists: the extent from the list, then <see cref="Build(IEnumerable{AttemptRecord}, Extent, IReadOnlyList{RunJournal.WorkerRow}, IReadOnlyList{RunJournal.SessionRow}, int, long)"/>.</summary>
     public static ReportModel Build(IReadOnlyList<AttemptRecord> attempts, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyList<RunJournal.SessionRow> sessions, int total, long nowMs)
+    {
+        ArgumentNullException.ThrowIfNull(attempts);
+        var finished = attempts.Where(a => a.Finished).ToList();
+        var extent = new Extent(
+            attempts.Count,
+            attempts.Count == 0 ? nowMs : attempts.Min(a => a.StartUnixMs),
+            attempts.Count == 0 ? nowMs : attempts.Max(a => End(a, nowMs)),
+            finished.Count == 0 ? 0 : finished.Min(a => a.DurationMs),
+            finished.Count == 0 ? 0 : finished.Max(a => a.DurationMs),
+            finished.Count);
+        return Build(attempts.OrderBy(a => a.TaskId).ThenBy(a => a.Attempt), extent, workers, sessions, total, nowMs);
+    }
+
+    /// <summary>One pass over the attempts in (task, attempt) order, holding only what the page shows: bars for up to
+    /// <see cref="MaxTaskRects"/> attempts or <see cref="Buckets"/> numbers per drawn lane, the first
+    /// <see cref="MaxLanes"/> lanes, <see cref="MaxFailuresKept"/> failures and counts. Memory does not grow with the
+    /// number of attempts.</summary>
+    public static ReportModel Build(IEnumerable<AttemptRecord> attempts, Extent extent, IReadOnlyList<RunJournal.WorkerRow> workers, IReadOnlyList<RunJournal.SessionRow> sessions, int total, long nowMs)
     {
         ArgumentNullException.ThrowIfNull(attempts);
         ArgumentNullException.ThrowIfNull(workers);
         ArgumentNullException.ThrowIfNull(sessions);
-        long End(AttemptRecord a) => a.State == AttemptState.Running ? Math.Max(a.StartUnixMs, nowMs) : a.StartUnixMs + a.DurationMs;
-        var start = attempts.Count == 0 ? nowMs : attempts.Min(a => a.StartUnixMs);
-        var end = attempts.Count == 0 ? nowMs : Math.Max(start + 1, attempts.Max(End));
+        var start = extent.StartMs;
+        var end = Math.Max(start + 1, extent.EndMs);
         var bucketMs = Math.Max(1.0, (end - start) / (double)Buckets);
-        var detailed = attempts.Count <= MaxTaskRects;
+        var detailed = extent.Count <= MaxTaskRects;
         var hosts = workers.ToDictionary(w => (w.Session, w.Id), w => w.Host);
 
-        var byLane = attempts.GroupBy(a => (a.Session, a.Worker, a.Lane)).OrderBy(g => g.Key).ToList();
-        var lanes = new List<Lane>();
-        foreach (var g in byLane.Take(MaxLanes))
+        // The lanes drawn are the MaxLanes smallest (session, worker, lane) keys. A key that is not among the
+        // smallest seen so far can never be later (the kept ones only get smaller), so it is dropped for good.
+        var kept = new Dictionary<(int, int, int), LaneData>();
+        var order = new SortedSet<(int, int, int)>();
+        var seen = new HashSet<(int, int, int)>();
+        var used = new double[Buckets];
+        var (histogram, lo, hi) = NewHistogram(extent);
+        var failures = new List<AttemptRecord>();
+        int done = 0, failed = 0, interrupted = 0;
+        long count = 0;
+        AttemptRecord? latest = null;
+        foreach (var a in attempts)
         {
-            List<Bar> bars;
+            count++;
+            if (latest is { } l && l.TaskId != a.TaskId)
+            {
+                Tally(l);
+            }
+
+            latest = a;
+            var aEnd = End(a, nowMs);
+            Spread(used, a.StartUnixMs - start, aEnd - start, bucketMs);
+            if (a.Finished)
+            {
+                AddToHistogram(histogram, lo, hi, a.DurationMs);
+            }
+
+            var key = (a.Session, a.Worker, a.Lane);
+            if (!kept.TryGetValue(key, out var lane))
+            {
+                seen.Add(key);
+                if (kept.Count >= MaxLanes)
+                {
+                    var last = order.Max;
+                    if (key.CompareTo(last) > 0)
+                    {
+                        continue;
+                    }
+
+                    kept.Remove(last);
+                    order.Remove(last);
+                }
+
+                lane = new LaneData(detailed);
+                kept[key] = lane;
+                order.Add(key);
+            }
+
             if (detailed)
             {
-                bars = [.. g.Select(a => new Bar(a.StartUnixMs, End(a), a.TaskId, a.State, 1))];
+                lane.Bars!.Add(new Bar(a.StartUnixMs, aEnd, a.TaskId, a.State, 1));
             }
             else
             {
-                var busy = new double[Buckets];
-                foreach (var a in g)
-                {
-                    Spread(busy, a.StartUnixMs - start, End(a) - start, bucketMs);
-                }
+                Spread(lane.Busy!, a.StartUnixMs - start, aEnd - start, bucketMs);
+            }
+        }
 
+        if (latest is { } final)
+        {
+            Tally(final);
+        }
+
+        var lanes = new List<Lane>(kept.Count);
+        foreach (var (session, worker, index) in order)
+        {
+            var data = kept[(session, worker, index)];
+            List<Bar> bars;
+            if (detailed)
+            {
+                bars = data.Bars!;
+            }
+            else
+            {
                 bars = [];
                 for (var b = 0; b < Buckets; b++)
                 {
-                    if (busy[b] > 0)
+                    if (data.Busy![b] > 0)
                     {
-                        bars.Add(new Bar(start + (long)(b * bucketMs), start + (long)((b + 1) * bucketMs), 0, AttemptState.Succeeded, Math.Min(1, busy[b] / bucketMs)));
+                        bars.Add(new Bar(start + (long)(b * bucketMs), start + (long)((b + 1) * bucketMs), 0, AttemptState.Succeeded, Math.Min(1, data.Busy[b] / bucketMs)));
                     }
                 }
             }
 
-            lanes.Add(new Lane(g.Key.Session, g.Key.Worker, hosts.GetValueOrDefault((g.Key.Session, g.Key.Worker), "?"), g.Key.Lane, bars));
+            lanes.Add(new Lane(session, worker, hosts.GetValueOrDefault((session, worker), "?"), index, bars));
         }
 
         // Utilisation: busy slot-time over the slots of the sessions that were running in each bucket.
-        var used = new double[Buckets];
-        foreach (var a in attempts)
-        {
-            Spread(used, a.StartUnixMs - start, End(a) - start, bucketMs);
-        }
-
         var capacity = new double[Buckets];
         foreach (var s in sessions)
         {
@@ -112,23 +187,52 @@ public sealed class ReportModel
             utilisation[b] = capacity[b] > 0 ? Math.Min(1, used[b] / capacity[b]) : 0;
         }
 
-        var latest = attempts.GroupBy(a => a.TaskId).Select(g => g.MaxBy(a => a.Attempt)).ToList();
         return new ReportModel
         {
-            StartMs = start,
-            EndMs = end,
+            StartMs = count == 0 ? nowMs : start,
+            EndMs = count == 0 ? nowMs : end,
             Lanes = lanes,
             Detailed = detailed,
-            LanesOmitted = Math.Max(0, byLane.Count - MaxLanes),
+            LanesOmitted = Math.Max(0, seen.Count - MaxLanes),
             Utilisation = utilisation,
-            Histogram = BinDurations([.. attempts.Where(a => a.Finished).Select(a => (double)a.DurationMs)]),
-            Failures = [.. latest.Where(a => a.State is AttemptState.Failed or AttemptState.TimedOut).OrderBy(a => a.TaskId)],
+            Histogram = HistogramBinsOf(histogram, lo, hi, extent.Finished),
+            Failures = failures,
             Total = total,
-            Done = latest.Count(a => a.State == AttemptState.Succeeded),
-            Failed = latest.Count(a => a.State is AttemptState.Failed or AttemptState.TimedOut),
-            Interrupted = latest.Count(a => a.State == AttemptState.Interrupted),
-            Attempts = attempts.Count,
+            Done = done,
+            Failed = failed,
+            Interrupted = interrupted,
+            Attempts = (int)Math.Min(int.MaxValue, count),
         };
+
+        void Tally(AttemptRecord a)
+        {
+            switch (a.State)
+            {
+                case AttemptState.Succeeded:
+                    done++;
+                    break;
+                case AttemptState.Failed or AttemptState.TimedOut:
+                    failed++;
+                    if (failures.Count < MaxFailuresKept)
+                    {
+                        failures.Add(a);
+                    }
+
+                    break;
+                case AttemptState.Interrupted:
+                    interrupted++;
+                    break;
+            }
+        }
+    }
+
+    private static long End(AttemptRecord a, long nowMs) => a.State == AttemptState.Running ? Math.Max(a.StartUnixMs, nowMs) : a.StartUnixMs + a.DurationMs;
+
+    private sealed class LaneData(bool detailed)
+    {
+        public List<Bar>? Bars { get; } = detailed ? [] : null;
+
+        public double[]? Busy { get; } = detailed ? null : new double[Buckets];
     }
 
     /// <summary>Adds <paramref name="weight"/> × the overlap (ms) of [from, to) with each bucket.</summary>
@@ -160,18 +264,41 @@ public sealed class ReportModel
             return [];
         }
 
-        var lo = Math.Log10(Math.Max(1, durationsMs.Min()));
-        var hi = Math.Log10(Math.Max(1, durationsMs.Max())) + 1e-9;
-        if (hi - lo < 1e-6)
-        {
-            return [(Math.Pow(10, lo), Math.Pow(10, lo), durationsMs.Count)];
-        }
-
-        var counts = new int[HistogramBins];
+        var extent = new Extent(durationsMs.Count, 0, 0, (long)durationsMs.Min(), (long)durationsMs.Max(), durationsMs.Count);
+        var (counts, lo, hi) = NewHistogram(extent);
         foreach (var d in durationsMs)
         {
-            var x = (Math.Log10(Math.Max(1, d)) - lo) / (hi - lo);
-            counts[Math.Clamp((int)(x * HistogramBins), 0, HistogramBins - 1)]++;
+            AddToHistogram(counts, lo, hi, (long)d);
+        }
+
+        return HistogramBinsOf(counts, lo, hi, durationsMs.Count);
+    }
+
+    private static (int[] Counts, double Lo, double Hi) NewHistogram(Extent extent) =>
+        (new int[HistogramBins], Math.Log10(Math.Max(1, extent.MinDurationMs)), Math.Log10(Math.Max(1, extent.MaxDurationMs)) + 1e-9);
+
+    private static void AddToHistogram(int[] counts, double lo, double hi, long durationMs)
+    {
+        if (hi - lo < 1e-6)
+        {
+            counts[0]++;
+            return;
+        }
+
+        var x = (Math.Log10(Math.Max(1, durationMs)) - lo) / (hi - lo);
+        counts[Math.Clamp((int)(x * HistogramBins), 0, HistogramBins - 1)]++;
+    }
+
+    private static List<(double FromMs, double ToMs, int Count)> HistogramBinsOf(int[] counts, double lo, double hi, long finished)
+    {
+        if (finished == 0)
+        {
+            return [];
+        }
+
+        if (hi - lo < 1e-6)
+        {
+            return [(Math.Pow(10, lo), Math.Pow(10, lo), counts[0])];
         }
 
         var step = (hi - lo) / HistogramBins;

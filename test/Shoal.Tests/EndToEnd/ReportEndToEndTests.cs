@@ -68,9 +68,10 @@ public sealed partial class ReportEndToEndTests : IDisposable
 
                     var root = JsonDocument.Parse(r.Stdout).RootElement.Clone();
                     seen = root;
-                    return root.GetProperty("running").GetInt32() == 2 && root.GetProperty("longest_running").GetArrayLength() == 2;
+                    // `true` may still be running when the first waiter starts: wait for it to be done too.
+                    return root.GetProperty("running").GetInt32() == 2 && root.GetProperty("longest_running").GetArrayLength() == 2 && root.GetProperty("done").GetInt32() == 1;
                 },
-                "status shows two running tasks");
+                "status shows two running tasks and one done");
             var s = seen!.Value;
             Assert.True(s.GetProperty("active").GetBoolean());
             Assert.Equal(1, s.GetProperty("done").GetInt32());

@@ -52,6 +52,46 @@ public class ReportModelTests
     }
 
     [Fact]
+    public void Build_MoreLanesThanDrawn_KeepsTheFirstLanesWhole_WhateverOrderTheAttemptsComeIn()
+    {
+        // 1,500 lanes, tasks spread over them out of lane order (task i on lane i * 7 mod 1,500), 3 attempts per lane.
+        const int lanes = 1_500;
+        var attempts = Enumerable.Range(1, lanes * 3).Select(i => A(i, i * 10L, 10, lane: i * 7 % lanes)).ToList();
+        var worker = Worker with { Slots = lanes };
+        var model = ReportModel.Build(attempts, [worker], [Session with { Ended = lanes * 30L + 10 }], attempts.Count, lanes * 30L + 10);
+
+        Assert.True(model.Detailed);
+        Assert.Equal(ReportModel.MaxLanes, model.Lanes.Count);
+        Assert.Equal(lanes - ReportModel.MaxLanes, model.LanesOmitted);
+        Assert.Equal(Enumerable.Range(0, ReportModel.MaxLanes), model.Lanes.Select(l => l.Index));
+        Assert.All(model.Lanes, l => Assert.Equal(3, l.Bars.Count));
+    }
+
+    [Fact]
+    public void Build_ManyFailures_KeepsTheFirstHundred_CountsAll_AndThePageSaysSo()
+    {
+        var attempts = Enumerable.Range(1, 250).Select(i => A(i, i, 10, i % 5 == 0 ? AttemptState.Succeeded : AttemptState.Failed)).ToList();
+        var model = ReportModel.Build(attempts, [Worker], [Session], 250, 10_000);
+
+        Assert.Equal(200, model.Failed);
+        Assert.Equal(ReportModel.MaxFailuresKept, model.Failures.Count);
+        Assert.Equal(Enumerable.Range(1, 250).Where(i => i % 5 != 0).Take(100), model.Failures.Select(f => f.TaskId));
+        var html = HtmlReport.Render(model, "/r", "t", [Session], [Worker], new Dictionary<int, string>(), DateTimeOffset.UnixEpoch);
+        Assert.Contains("200 tasks failed in their latest attempt; the first 100 are shown", html, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Build_LatestAttemptDecides_EvenWhenRetriesComeOutOfOrder()
+    {
+        // Task 1 failed, then succeeded on its retry; task 2 succeeded, then (a --retry-failed rerun) is running.
+        AttemptRecord[] attempts = [A(2, 50, 10, AttemptState.Running, attempt: 2), A(1, 20, 10, attempt: 2), A(1, 0, 10, AttemptState.Failed), A(2, 0, 10)];
+        var model = ReportModel.Build(attempts, [Worker], [Session], 2, 100);
+        Assert.Equal((1, 0, 0), (model.Done, model.Failed, model.Interrupted));
+        Assert.Empty(model.Failures);
+        Assert.Equal(4, model.Attempts);
+    }
+
+    [Fact]
     public void Render_EscapesUserText()
     {
         var model = ReportModel.Build([A(1, 0, 10, AttemptState.Failed)], [Worker], [Session with { Args = "run <script>x</script>" }], 1, 10);
