@@ -27,7 +27,7 @@ internal sealed class ChildProcesses
     private readonly Dictionary<int, (int Status, long Timestamp)> _early = [];
     private readonly HashSet<int> _ours = [];
     private readonly List<long> _spawning = [];
-    private readonly SemaphoreSlim _live = new(0);
+    private readonly HandOff<int> _live = new(); // one item per child of ours not reaped yet
     private long _nextTicket;
     private Thread? _reaper;
 
@@ -60,7 +60,7 @@ internal sealed class ChildProcesses
 
         if (pid > 0)
         {
-            _live.Release();
+            _live.Add(pid);
         }
     }
 
@@ -105,7 +105,7 @@ internal sealed class ChildProcesses
         var unknownSeenAt = 0L;
         while (true)
         {
-            _live.Wait();
+            _live.Take(out _);
             int pid;
             int status;
             while (true)

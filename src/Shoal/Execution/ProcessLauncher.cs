@@ -1,4 +1,3 @@
-using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
@@ -31,7 +30,7 @@ public sealed class ProcessLauncher : ITaskLauncher
     private readonly byte[] _dashC = "-c\0"u8.ToArray();
     private readonly EnvironmentBlock _environment;
     private readonly string? _path;
-    private readonly BlockingCollection<LaunchRequest> _queue = [];
+    private readonly HandOff<LaunchRequest> _queue = new();
     private readonly Thread[] _spawners;
     private readonly Lock _lock = new();
     private readonly Dictionary<int, Running> _running = [];
@@ -111,7 +110,7 @@ public sealed class ProcessLauncher : ITaskLauncher
     private void SpawnLoop()
     {
         using var spawner = new Spawner();
-        foreach (var request in _queue.GetConsumingEnumerable())
+        while (_queue.Take(out var request))
         {
             SpawnOne(spawner, request);
         }
@@ -342,7 +341,7 @@ public sealed class ProcessLauncher : ITaskLauncher
 
     public void Dispose()
     {
-        _queue.CompleteAdding();
+        _queue.Complete();
         foreach (var t in _spawners)
         {
             t.Join();
@@ -357,7 +356,6 @@ public sealed class ProcessLauncher : ITaskLauncher
         }
 
         _environment.Dispose();
-        _queue.Dispose();
     }
 
     private sealed class Running(int pid)

@@ -8,7 +8,8 @@ namespace Shoal.Running;
 /// <summary>
 /// The pump around <see cref="RunState"/>: process exits, worker joins and losses, stop requests and a 100 ms tick
 /// arrive from any thread on one single-reader channel; one loop hands them to the state, which decides, and carries
-/// out its effects (launchers start and signal attempts, the journal writer records rows). No locks inside.
+/// out its effects (launchers start and signal attempts, the journal writer records rows). One thread at a time holds
+/// the state's turn: the pump, or the local reaper handling an exit inline while the pump is idle.
 /// </summary>
 public sealed class RunLoop : IRunEffects
 {
@@ -17,6 +18,10 @@ public sealed class RunLoop : IRunEffects
     private readonly TimeProvider _time;
     private readonly int _session;
     private readonly Lock _joinGate = new();
+
+    // Whoever holds _turn runs the state: the pump below, or a reaper handling an exit inline (InlineExitSink).
+    private readonly Lock _turn = new();
+    private bool _pumping;
     private bool _over;
     private readonly Channel<LoopEvent> _events = Channel.CreateUnbounded<LoopEvent>(new UnboundedChannelOptions { SingleReader = true });
     private readonly Dictionary<int, ITaskLauncher> _launchers = [];
@@ -33,10 +38,17 @@ public sealed class RunLoop : IRunEffects
         journal.ReadLatest(_state.Recall);
         _state.Begin();
         ExitSink = exit => _events.Writer.TryWrite(LoopEvent.Exited(exit));
+        InlineExitSink = ExitedHere;
     }
 
     /// <summary>Where launchers report ended attempts (any thread).</summary>
     public Action<TaskExit> ExitSink { get; }
+
+    /// <summary>Like <see cref="ExitSink"/>, but when the loop is idle the reporting thread takes the loop's turn and
+    /// handles the exit itself (and starts what fits), instead of waking the loop's thread to do it: one thread
+    /// hop less between a task's end and the next start. For a launcher that reports from a thread of its own
+    /// that holds no lock (the local reaper).</summary>
+    public Action<TaskExit> InlineExitSink { get; }
 
     public RunProgress Progress => _state.Progress;
 
@@ -87,20 +99,34 @@ public sealed class RunLoop : IRunEffects
                 Handle(early); // what was said before the run began (workers, the allocation's end) counts from the start
             }
 
-            _state.Settle();
-            while (!_state.Finished)
+            lock (_turn)
+            {
+                _state.Settle();
+                _pumping = !_state.Finished;
+            }
+
+            while (_pumping)
             {
                 await reader.WaitToReadAsync(cancellationToken).ConfigureAwait(false);
-                while (reader.TryRead(out var e))
+                lock (_turn)
                 {
-                    Handle(e);
-                }
+                    while (reader.TryRead(out var e))
+                    {
+                        Handle(e);
+                    }
 
-                _state.Settle();
+                    _state.Settle();
+                    _pumping = !_state.Finished;
+                }
             }
         }
         finally
         {
+            lock (_turn)
+            {
+                _pumping = false;
+            }
+
             lock (_joinGate)
             {
                 _over = true; // later joins are sent away by AddWorker itself
@@ -123,6 +149,35 @@ public sealed class RunLoop : IRunEffects
         }
 
         return _state.Outcome(_time.GetElapsedTime(started));
+    }
+
+    private void ExitedHere(TaskExit exit)
+    {
+        if (!_turn.TryEnter())
+        {
+            _events.Writer.TryWrite(LoopEvent.Exited(exit)); // the loop is busy: it takes this next
+            return;
+        }
+
+        try
+        {
+            if (!_pumping)
+            {
+                _events.Writer.TryWrite(LoopEvent.Exited(exit));
+                return;
+            }
+
+            _state.Exited(exit);
+            _state.Settle();
+            if (_state.Finished)
+            {
+                _events.Writer.TryWrite(LoopEvent.Tick); // wakes the pump to end the run
+            }
+        }
+        finally
+        {
+            _turn.Exit();
+        }
     }
 
     private void Handle(LoopEvent e)

@@ -187,14 +187,14 @@ public sealed class RunSession : IAsyncDisposable
                 { DirectExec = settings.DirectExec };
                 if (steps is null)
                 {
-                    loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+                    loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.InlineExitSink));
                     loop.ExpectNoMoreWorkers();
                 }
                 else
                 {
                     // The machine joins once its setup has passed (RunAsync).
                     localNode = new NodeSession(steps, runDir.Path, session, NodeName(), settings.Slots, settings.Gpus, options.ManageGpus, runDir.LogDirectory(session), "w0-");
-                    localJoin = () => loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.ExitSink));
+                    localJoin = () => loop.AddWorker(planned[0], new ProcessLauncher(launcherOptions, loop.InlineExitSink));
                 }
             }
             else
