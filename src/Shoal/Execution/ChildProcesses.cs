@@ -31,6 +31,13 @@ internal sealed class ChildProcesses
     private long _nextTicket;
     private Thread? _reaper;
 
+    [ThreadStatic]
+    private static bool t_reaper;
+
+    /// <summary>True on the reaper thread: the one thread that may take the run loop's turn for an exit (see
+    /// RunLoop.InlineExitSink); exits reported on any other thread (a spawner's refused start) go through the loop.</summary>
+    public static bool OnReaperThread => t_reaper;
+
     /// <summary>True: children that are not ours are reaped (set by the shoal binary, which owns all its children).</summary>
     public static bool ReapForeign { get; set; }
 
@@ -100,6 +107,7 @@ internal sealed class ChildProcesses
 
     private unsafe void Reap()
     {
+        t_reaper = true;
         var info = stackalloc byte[Native.SigInfoSize];
         var unknownPid = 0;
         var unknownSeenAt = 0L;

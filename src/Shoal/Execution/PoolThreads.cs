@@ -30,10 +30,17 @@ public static class PoolThreads
             ThreadPool.SetMinThreads(threads, io);
         }
 
-        // Each item holds its thread until all have arrived, so the pool must create every one of them.
-        var arrived = new CountdownEvent(threads);
+        // Each item holds its thread until all have arrived, so the pool must create every one of them (called on
+        // a pool thread, which holds one of them: one item fewer, or the last would wait for the timeout).
+        var items = Thread.CurrentThread.IsThreadPoolThread ? threads - 1 : threads;
+        var arrived = new CountdownEvent(Math.Max(1, items));
+        if (items <= 0)
+        {
+            arrived.Signal();
+        }
+
         var go = new ManualResetEventSlim();
-        for (var i = 0; i < threads; i++)
+        for (var i = 0; i < items; i++)
         {
             ThreadPool.UnsafeQueueUserWorkItem(
                 static s =>

@@ -46,8 +46,8 @@ public sealed class RunLoop : IRunEffects
 
     /// <summary>Like <see cref="ExitSink"/>, but when the loop is idle the reporting thread takes the loop's turn and
     /// handles the exit itself (and starts what fits), instead of waking the loop's thread to do it: one thread
-    /// hop less between a task's end and the next start. For a launcher that reports from a thread of its own
-    /// that holds no lock (the local reaper).</summary>
+    /// hop less between a task's end and the next start. Only on the local reaper's thread (which holds no lock
+    /// then); reports from other threads go through the channel as with <see cref="ExitSink"/>.</summary>
     public Action<TaskExit> InlineExitSink { get; }
 
     public RunProgress Progress => _state.Progress;
@@ -153,9 +153,11 @@ public sealed class RunLoop : IRunEffects
 
     private void ExitedHere(TaskExit exit)
     {
-        if (!_turn.TryEnter())
+        // Only the reaper: a spawner reports refused starts on its own thread, and handling one here could end in
+        // disposing its own launcher (a lost worker), which joins that very thread.
+        if (!ChildProcesses.OnReaperThread || !_turn.TryEnter())
         {
-            _events.Writer.TryWrite(LoopEvent.Exited(exit)); // the loop is busy: it takes this next
+            _events.Writer.TryWrite(LoopEvent.Exited(exit)); // the loop is busy, or not ours to run here: it takes this next
             return;
         }
 

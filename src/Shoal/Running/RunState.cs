@@ -36,7 +36,8 @@ public sealed class RunState
     private readonly HashSet<int> _workers = [];
     private readonly HashSet<int> _releasable = [];
     private readonly Dictionary<int, SpawnTrouble> _spawnTrouble = [];
-    private readonly Dictionary<int, long> _ceilingCut = [];
+    private readonly Dictionary<int, CeilingCut> _ceilingCut = [];
+    private readonly List<int> _probes = [];
     private readonly List<RecentDeath> _recentDeaths = [];
     private bool _expectingWorkers = true;
     private int _succeeded;
@@ -469,8 +470,9 @@ public sealed class RunState
             _spawnTrouble.Remove(exit.Worker); // it started a process again
         }
 
-        if (_ceilingCut.TryGetValue(exit.Worker, out var cut) && run.Started > cut)
+        if (_ceilingCut.TryGetValue(exit.Worker, out var cut) && run.Started > cut.At)
         {
+            cut.Streak = 0; // a process started after the cut ended well: the machine has room again
             RaiseCeiling(exit.Worker);
         }
 
@@ -563,7 +565,21 @@ public sealed class RunState
         if (busy > 0)
         {
             _scheduler.Limit(exit.Worker, Math.Min(ceiling, busy));
-            _ceilingCut[exit.Worker] = now;
+            if (!_ceilingCut.TryGetValue(exit.Worker, out var cut))
+            {
+                cut = new CeilingCut();
+                _ceilingCut[exit.Worker] = cut;
+            }
+
+            // The tasks that run may run for hours: without an end to raise it, the ceiling also rises by one after
+            // a backoff that doubles with each cut in a row (50 ms to 5 s).
+            if (run.Started > cut.At)
+            {
+                cut.Streak++; // not for the rest of a burst started before the last cut
+            }
+
+            cut.At = now;
+            cut.ProbeAt = now + (long)(Math.Min(5000, 50 << Math.Min(cut.Streak - 1, 10)) / 1000.0 * _time.TimestampFrequency);
             return;
         }
 
@@ -645,6 +661,21 @@ public sealed class RunState
             }
         }
 
+        foreach (var (worker, cut) in _ceilingCut)
+        {
+            if (now >= cut.ProbeAt)
+            {
+                cut.ProbeAt = now + (long)(Math.Min(5000, 50 << Math.Min(Math.Max(cut.Streak - 1, 0), 10)) / 1000.0 * _time.TimestampFrequency);
+                _probes.Add(worker);
+            }
+        }
+
+        foreach (var worker in _probes)
+        {
+            RaiseCeiling(worker); // may remove the cut: outside the enumeration
+        }
+
+        _probes.Clear();
         foreach (var (worker, trouble) in _spawnTrouble)
         {
             if (trouble.ResumeAt != 0 && now >= trouble.ResumeAt)
@@ -823,6 +854,17 @@ public sealed class RunState
         public bool TimedOut { get; set; }
 
         public bool Interrupted { get; set; }
+    }
+
+    /// <summary>A worker's lowered ceiling: when it was last cut, when it next rises by one without an end to
+    /// raise it, and how many cuts came in a row (the backoff of that rise).</summary>
+    private sealed class CeilingCut
+    {
+        public long At { get; set; } = long.MinValue;
+
+        public long ProbeAt { get; set; }
+
+        public int Streak { get; set; }
     }
 
     private sealed class SpawnTrouble

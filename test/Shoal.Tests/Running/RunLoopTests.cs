@@ -427,5 +427,39 @@ public sealed class RunLoopTests : IDisposable
         Assert.Equal(1, outcome.ExitCode);
     }
 
+    [Fact]
+    public async Task InlineExitSink_SpawnFailuresOnTheSpawnerThread_GiveTheWorkerUp_WithoutDeadlock()
+    {
+        // Worker 0 is a real ProcessLauncher reporting through InlineExitSink whose lane logs cannot be opened, so
+        // every start fails on its spawner thread; worker 1 takes the tasks once worker 0 is given up. Giving it up
+        // disposes its launcher, which joins its spawner threads: handled on the spawner thread itself, that join
+        // never returned (found by review).
+        var tasks = TaskSources.FromTaskFile(Encoding.UTF8.GetBytes("a\nb\nc\nd\n"), "t");
+        using var journal = RunJournal.Open(_dir.File("inline.db"), create: true);
+        using var writer = new JournalWriter(journal);
+        var loop = new RunLoop(tasks, new RunOptions { SpawnGiveUp = TimeSpan.FromMilliseconds(300) }, journal, writer, TimeProvider.System);
+        var logs = _dir.File("logs");
+        var local = new ProcessLauncher(new ProcessLauncherOptions("/bin/sh", logs, 2, []), loop.InlineExitSink);
+        Directory.Delete(logs, recursive: true);
+        var remote = new FakeLauncher(loop.ExitSink) { Worker = 1 };
+        loop.AddWorker(new WorkerInfo(0, "local", 2, []), local);
+        loop.AddWorker(new WorkerInfo(1, "remote", 1, []), remote);
+        loop.ExpectNoMoreWorkers();
+        var run = loop.RunAsync();
+        await Task.Delay(1000); // worker 1 holds its one task, so worker 0 keeps failing until it is given up (300 ms)
+        await Eventually.True(
+            () =>
+            {
+                foreach (var r in remote.Running)
+                {
+                    remote.Finish(r.Task);
+                }
+
+                return run.IsCompleted;
+            },
+            $"the run ends on worker 1 (launched there: {remote.Launched.Count})");
+        Assert.Equal(4, (await run).Succeeded);
+    }
+
     public void Dispose() => _dir.Dispose();
 }

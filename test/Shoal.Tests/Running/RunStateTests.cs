@@ -106,8 +106,8 @@ public sealed class RunStateTests
         state.Settle();
         Assert.Equal(4, _effects.Launched.Count);
         Finish(state, 3, exitCode: 11, spawnFailed: true); // the machine holds 3 processes now
-        Assert.Equal(4, _effects.Launched.Count); // no retry while 3 run: not on a clock, not at once
-        Advance(state, TimeSpan.FromSeconds(10));
+        Assert.Equal(4, _effects.Launched.Count); // no retry at once while 3 run
+        Advance(state, TimeSpan.FromMilliseconds(10));
         Assert.Equal(4, _effects.Launched.Count);
 
         Finish(state, 0); // one ended: one starts in its place (3 at once), not two
@@ -120,6 +120,31 @@ public sealed class RunStateTests
 
         var outcome = state.Outcome(TimeSpan.Zero);
         Assert.Equal((0, 1), (outcome.Failed, outcome.SpawnFailures));
+    }
+
+    [Fact]
+    public void SpawnFailure_WhileOnlyLongTasksRun_TheCapStillRisesAfterABackoff()
+    {
+        // One long task and a burst of refused starts on the other three lanes: no end will come to raise the cap,
+        // so it rises on a clock (50 ms, doubling with each cut in a row, at most 5 s).
+        var state = Build(string.Concat(Enumerable.Repeat("t\n", 8)), slots: 4);
+        state.Settle();
+        foreach (var task in new[] { 1, 2, 3 })
+        {
+            Finish(state, task, exitCode: 11, spawnFailed: true);
+        }
+
+        Assert.Equal(4, _effects.Launched.Count);
+        Advance(state, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(5, _effects.Launched.Count); // one more lane tried
+        Finish(state, _effects.Launched[4].Request.Task, exitCode: 11, spawnFailed: true); // refused again: cut, 100 ms
+        Advance(state, TimeSpan.FromMilliseconds(100));
+        Assert.Equal(6, _effects.Launched.Count);
+        Advance(state, TimeSpan.FromMilliseconds(100)); // started and still running: the next lane after 100 ms more
+        Assert.Equal(7, _effects.Launched.Count);
+        Finish(state, _effects.Launched[5].Request.Task); // started after the cut, ended well: no cap any more
+        Assert.Equal(9, _effects.Launched.Count); // all 4 lanes busy again
+        Assert.Equal(0, state.Outcome(TimeSpan.Zero).Failed);
     }
 
     [Fact]
