@@ -39,7 +39,7 @@ public static class PoolThreads
             arrived.Signal();
         }
 
-        var go = new ManualResetEventSlim();
+        var go = new ManualResetEventSlim(); // neither is disposed: an item late past the timeouts may still touch them
         for (var i = 0; i < items; i++)
         {
             ThreadPool.UnsafeQueueUserWorkItem(

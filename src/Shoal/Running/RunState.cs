@@ -549,9 +549,10 @@ public sealed class RunState
 
     /// <summary>The attempt never started: the machine's failure (process or open-file limit), not the task's. It is
     /// recorded as interrupted and queued again. While other tasks run on the worker, it gets at most as many at once
-    /// as run now (the ceiling rises by one with each later task that ends). With none running, it gets no new task
-    /// for a backoff that doubles with each failure in a row (50 ms to 5 s). A worker that starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given
-    /// up: lost (its tasks go to other workers), and the run ends if it was the last.</summary>
+    /// as run now; that ceiling rises by one with each later task that ends, and after a backoff (50 ms to 5 s,
+    /// doubling with each cut in a row). With none running, it gets no new task for that backoff. A worker that
+    /// starts nothing for <see cref="RunOptions.SpawnGiveUp"/> is given up: lost (its tasks go to other workers),
+    /// and the run ends if it was the last.</summary>
     private void OnSpawnFailed(int task, RunningTask run, TaskExit exit)
     {
         var now = _time.GetTimestamp();
@@ -559,8 +560,8 @@ public sealed class RunState
         _effects.Record(new AttemptRecord(_tasks.Id(task), exit.Attempt, AttemptState.Interrupted, 0, exit.StartUnixMs, 0, _options.Session, exit.Worker, exit.Lane, 0, 0, 0, 0, exit.Log));
         Requeue(task);
 
-        // Processes still run there: the machine holds about that many now. Start no more than that until one of
-        // them ends (no timed pause: the next start waits for a process to end, not for a clock).
+        // Processes still run there: the machine holds about that many now. Start no more than that (no pause of
+        // the worker: its running tasks' ends let the next ones start).
         var (ceiling, busy, _) = _scheduler.Load(exit.Worker);
         if (busy > 0)
         {
@@ -579,7 +580,7 @@ public sealed class RunState
             }
 
             cut.At = now;
-            cut.ProbeAt = now + (long)(Math.Min(5000, 50 << Math.Min(cut.Streak - 1, 10)) / 1000.0 * _time.TimestampFrequency);
+            cut.ProbeAt = now + Backoff(cut.Streak);
             return;
         }
 
@@ -616,13 +617,17 @@ public sealed class RunState
             return;
         }
 
-        var backoff = Math.Min(5000, 50 << Math.Min(trouble.Streak - 1, 10));
-        trouble.ResumeAt = now + (long)(backoff / 1000.0 * _time.TimestampFrequency);
+        trouble.ResumeAt = now + Backoff(trouble.Streak);
         _scheduler.Pause(exit.Worker, true);
     }
 
-    /// <summary>A task started under a lowered ceiling ended well: let the worker try one process more (one more
-    /// spawn failure lowers it again), back to all its slots.</summary>
+    /// <summary>The wait after the <paramref name="streak"/>-th refusal in a row, in timestamp ticks: 50 ms, doubling,
+    /// at most 5 s.</summary>
+    private long Backoff(int streak) =>
+        (long)(Math.Min(5000, 50 << Math.Clamp(streak - 1, 0, 10)) / 1000.0 * _time.TimestampFrequency);
+
+    /// <summary>A task started under a lowered ceiling ended well, or the backoff passed: let the worker try one
+    /// process more (one more refused start lowers it again), up to all its slots.</summary>
     private void RaiseCeiling(int worker)
     {
         var (ceiling, _, slots) = _scheduler.Load(worker);
@@ -665,7 +670,7 @@ public sealed class RunState
         {
             if (now >= cut.ProbeAt)
             {
-                cut.ProbeAt = now + (long)(Math.Min(5000, 50 << Math.Min(Math.Max(cut.Streak - 1, 0), 10)) / 1000.0 * _time.TimestampFrequency);
+                cut.ProbeAt = now + Backoff(cut.Streak);
                 _probes.Add(worker);
             }
         }
