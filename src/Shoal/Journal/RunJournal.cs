@@ -185,24 +185,8 @@ public sealed class RunJournal : IDisposable
     }
 
     /// <summary>Every submission, oldest first (none in journals older than schema 3).</summary>
-    public List<ChainRow> Chain()
-    {
-        var list = new List<ChainRow>();
-        if (_version < 3)
-        {
-            return list;
-        }
-
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT by, job, submitted, error FROM chain ORDER BY submitted, by";
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
-        {
-            list.Add(new ChainRow(r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)));
-        }
-
-        return list;
-    }
+    public List<ChainRow> Chain() =>
+        Rows(3, "SELECT by, job, submitted, error FROM chain ORDER BY submitted, by", r => new ChainRow(r.GetString(0), r.IsDBNull(1) ? null : r.GetString(1), r.GetInt64(2), r.IsDBNull(3) ? null : r.GetString(3)));
 
     public sealed record ReleaseRow(int Session, int Worker, string Host, long At, string? Error);
 
@@ -220,24 +204,8 @@ public sealed class RunJournal : IDisposable
     }
 
     /// <summary>Every node release, oldest first (none in journals older than schema 3).</summary>
-    public List<ReleaseRow> Releases()
-    {
-        var list = new List<ReleaseRow>();
-        if (_version < 3)
-        {
-            return list;
-        }
-
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT session, worker, host, at, error FROM node_release ORDER BY at";
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
-        {
-            list.Add(new ReleaseRow(r.GetInt32(0), r.GetInt32(1), r.GetString(2), r.GetInt64(3), r.IsDBNull(4) ? null : r.GetString(4)));
-        }
-
-        return list;
-    }
+    public List<ReleaseRow> Releases() =>
+        Rows(3, "SELECT session, worker, host, at, error FROM node_release ORDER BY at", r => new ReleaseRow(r.GetInt32(0), r.GetInt32(1), r.GetString(2), r.GetInt64(3), r.IsDBNull(4) ? null : r.GetString(4)));
 
     /// <summary>A node's setup or teardown ran (or could not): see <see cref="NodeStepResult"/>.</summary>
     public void AddNodeStep(int session, int worker, string host, NodeStepResult step)
@@ -262,25 +230,12 @@ public sealed class RunJournal : IDisposable
     public sealed record NodeStepRow(int Session, int Worker, string Host, NodeStepResult Result);
 
     /// <summary>Every node step, by session, worker and step (none in journals older than schema 4).</summary>
-    public List<NodeStepRow> NodeSteps()
-    {
-        var list = new List<NodeStepRow>();
-        if (_version < 4)
-        {
-            return list;
-        }
-
-        using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT session, worker, step, host, started, duration, status, timed_out, log, tail, error FROM node_step ORDER BY session, worker, step";
-        using var r = cmd.ExecuteReader();
-        while (r.Read())
-        {
-            var result = new NodeStepResult((NodeStep)r.GetInt32(2), r.GetInt64(4), r.GetInt64(5), r.GetInt32(6), r.GetInt32(7) != 0, r.GetString(8), r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10));
-            list.Add(new NodeStepRow(r.GetInt32(0), r.GetInt32(1), r.GetString(3), result));
-        }
-
-        return list;
-    }
+    public List<NodeStepRow> NodeSteps() =>
+        Rows(4, "SELECT session, worker, step, host, started, duration, status, timed_out, log, tail, error FROM node_step ORDER BY session, worker, step", r => new NodeStepRow(
+            r.GetInt32(0),
+            r.GetInt32(1),
+            r.GetString(3),
+            new NodeStepResult((NodeStep)r.GetInt32(2), r.GetInt64(4), r.GetInt64(5), r.GetInt32(6), r.GetInt32(7) != 0, r.GetString(8), r.GetString(9), r.IsDBNull(10) ? null : r.GetString(10))));
 
     /// <summary>The run passed the <c>#SHOAL barrier</c> on <paramref name="line"/> (<paramref name="failed"/> tasks above it had failed).</summary>
     public void AddBarrier(int session, int line, long atUnixMs, int failed, bool stopped)
@@ -296,20 +251,25 @@ public sealed class RunJournal : IDisposable
     }
 
     /// <summary>Every barrier passed (or stopped at), oldest first (none in journals older than schema 4).</summary>
-    public List<(int Session, int Line, long At, int Failed, bool Stopped)> Barriers()
+    public List<(int Session, int Line, long At, int Failed, bool Stopped)> Barriers() =>
+        Rows(4, "SELECT session, line, at, failed, stopped FROM barrier ORDER BY at", r => (r.GetInt32(0), r.GetInt32(1), r.GetInt64(2), r.GetInt32(3), r.GetInt32(4) != 0));
+
+    /// <summary>The rows of <paramref name="sql"/>, each made by <paramref name="row"/>; none in a journal older than
+    /// schema <paramref name="since"/> (its table does not exist there).</summary>
+    private List<T> Rows<T>(int since, string sql, Func<SqliteDataReader, T> row)
     {
-        var list = new List<(int, int, long, int, bool)>();
-        if (_version < 4)
+        var list = new List<T>();
+        if (_version < since)
         {
             return list;
         }
 
         using var cmd = _connection.CreateCommand();
-        cmd.CommandText = "SELECT session, line, at, failed, stopped FROM barrier ORDER BY at";
+        cmd.CommandText = sql;
         using var r = cmd.ExecuteReader();
         while (r.Read())
         {
-            list.Add((r.GetInt32(0), r.GetInt32(1), r.GetInt64(2), r.GetInt32(3), r.GetInt32(4) != 0));
+            list.Add(row(r));
         }
 
         return list;
@@ -398,8 +358,7 @@ public sealed class RunJournal : IDisposable
     public IEnumerable<AttemptRecord> EachAttempt()
     {
         var db = _connection.Handle!;
-        var log = _version >= 2 ? "log" : "0";
-        Check(raw.sqlite3_prepare_v2(db, $"SELECT task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len, {log} FROM attempt ORDER BY task, attempt", out var st), db);
+        Check(raw.sqlite3_prepare_v2(db, $"SELECT {AttemptColumns} FROM attempt ORDER BY task, attempt", out var st), db);
         try
         {
             int rc;
@@ -520,11 +479,13 @@ public sealed class RunJournal : IDisposable
         return Query($"AS a WHERE a.attempt = (SELECT max(attempt) FROM attempt WHERE task = a.task){filter} ORDER BY a.task");
     }
 
+    /// <summary>The columns of an <see cref="AttemptRecord"/>, in its order (log: 0 before schema 2).</summary>
+    private string AttemptColumns => $"task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len, {(_version >= 2 ? "log" : "0")}";
+
     private List<AttemptRecord> Query(string where, params (string Name, object Value)[] parameters)
     {
         using var cmd = _connection.CreateCommand();
-        var log = _version >= 2 ? "log" : "0";
-        cmd.CommandText = $"SELECT task, attempt, state, status, started, duration, session, worker, lane, out_off, out_len, err_off, err_len, {log} FROM attempt {where}";
+        cmd.CommandText = $"SELECT {AttemptColumns} FROM attempt {where}";
         foreach (var (name, value) in parameters)
         {
             cmd.Parameters.AddWithValue(name, value);
