@@ -110,7 +110,9 @@ public sealed class KillAndResumeTests : IDisposable
             }
 
             // Everything started before the resume was started by the killed run (a task spawned just before the kill
-            // may write its start mark just after it).
+            // may write its start mark just after it: seen 5 ms after, with the resume begun 4 ms after; so the resume
+            // waits 200 ms, long enough for those marks, short of any task's end).
+            await Task.Delay(200);
             var resumeNs = (DateTime.UtcNow - DateTime.UnixEpoch).Ticks * 100;
             var resume = await ShoalBinary.RunAsync(_dir.Path, "run", name, "--slots", "2", "-q");
             Assert.True(resume.ExitCode == 0, resume.Stderr);
